@@ -1,0 +1,3 @@
+from dsa_bench.cli import main
+
+main()

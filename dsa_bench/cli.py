@@ -1,0 +1,147 @@
+"""The `dsa-bench` command line: a thin layer over the library (scenario, runner, store)."""
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dsa_bench.scenario import ScenarioError, load_scenario
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True,
+    help="Benchmark dense MLA vs DeepSeek Sparse Attention (DSA): run YAML scenarios, keep results, report.",
+)
+console = Console()
+err = Console(stderr=True)
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+EXIT_OK, EXIT_FAILED_POINTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cuda = "cuda"
+    cpu = "cpu"
+
+
+def _print_scenario_error(e: ScenarioError) -> None:
+    err.print(f"[bold red]invalid scenario[/] {e.source}:", highlight=False)
+    for line in e.errors:
+        err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def validate(scenarios: List[Path] = typer.Argument(..., help="scenario YAML files to check")) -> None:
+    """Check scenario files without running anything; exit 2 if any is invalid."""
+    bad = 0
+    for path in scenarios:
+        try:
+            s = load_scenario(path)
+            console.print(f"[green]ok[/] {path}: {s.name} ({s.phase}, {len(s.implementations)} implementations)")
+        except ScenarioError as e:
+            _print_scenario_error(e)
+            bad += 1
+    raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
+
+
+@app.command("list")
+def list_() -> None:
+    """List implementations, model presets and shipped scenarios."""
+    from dsa_bench.models import PRESETS
+    from dsa_bench.registry import REGISTRY
+
+    t = Table(title="implementations")
+    for col in ("name", "family", "backend", "phases", "baseline", "description"):
+        t.add_column(col)
+    for impl in REGISTRY.values():
+        t.add_row(impl.name, impl.family, impl.backend, ",".join(sorted(impl.phases)),
+                  "yes" if impl.baseline else "", impl.description)
+    console.print(t)
+    t = Table(title="model presets")
+    for col in ("name", "heads", "latent (kv_lora + rope)", "MHA qk / v", "indexer heads x dim"):
+        t.add_column(col)
+    for name, m in PRESETS.items():
+        t.add_row(name, str(m.heads), f"{m.latent_dim} ({m.kv_lora_rank}+{m.qk_rope_head_dim})",
+                  f"{m.qk_head_dim} / {m.v_head_dim}", f"{m.index_heads} x {m.index_head_dim}")
+    console.print(t)
+    t = Table(title=f"scenarios ({SCENARIO_DIR})")
+    for col in ("file", "name", "phase", "description"):
+        t.add_column(col)
+    for path in sorted(SCENARIO_DIR.glob("*.yaml")):
+        try:
+            s = load_scenario(path)
+            t.add_row(path.name, s.name, s.phase, s.description)
+        except ScenarioError as e:
+            t.add_row(path.name, "[red]invalid[/]", "", "; ".join(e.errors))
+    console.print(t)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    out: Path = typer.Option(Path("results"), "--out", help="results root: writes OUT/<scenario>/<run-id>/"),
+    resume: bool = typer.Option(False, "--resume", help="continue the latest run of this scenario in OUT"),
+    device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help="auto picks cuda when available"),
+) -> None:
+    """Run a scenario: check, time and record every (point, implementation)."""
+    try:
+        s = load_scenario(scenario)
+    except ScenarioError as e:
+        _print_scenario_error(e)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from dsa_bench import runner
+
+    try:
+        dev = runner.resolve_device(device.value)
+        s = s.for_device(dev.type)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except ScenarioError as e:
+        _print_scenario_error(e)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if dev.type == "cpu":
+        # Must be set before Triton is first imported: kernels then run in the interpreter.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+        err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
+    try:
+        store, done = runner.start_run(s, scenario_file=str(scenario), device=dev, out_root=out, resume=resume)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(f"run directory: {store.dir}" + (f" (resuming, {len(done)} done)" if done else ""))
+
+    from dsa_bench.progress import SweepProgress
+
+    with SweepProgress(console) as progress:
+        r = runner.Runner(s, dev, store, on_progress=progress.update)
+        try:
+            result = r.run(done)
+        except KeyboardInterrupt:
+            runner.finish_run(store, dev, "interrupted")
+            err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")
+            raise typer.Exit(EXIT_INTERRUPTED)
+    runner.finish_run(store, dev, "complete")
+    from dsa_bench.summary import summary_table
+
+    console.print(summary_table(store.rows()))
+    bad = [x for x in store.rows() if x["status"] in ("wrong", "error")]
+    if dev.type == "cpu":
+        err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
+    console.print(f"wrote {store.results_path}, {store.samples_path}, {store.meta_path}")
+    if bad:
+        err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
+        raise typer.Exit(EXIT_FAILED_POINTS)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Built-in implementations: Triton kernels, their PyTorch references, and a vendor dense baseline.
+
+Kernel modules are imported inside `prepare`, not here, so that `dsa-bench list` and scenario
+validation never import Triton, and the CLI can switch on the Triton interpreter (CPU runs) first.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from dsa_bench.registry import Implementation, Prepared, register
+from dsa_bench.workload import Workload
+
+
+def _kernels(backend: str):
+    if backend == "triton":
+        import kernels as k
+    else:
+        import kernels.reference as k
+    return k
+
+
+# --- dense -------------------------------------------------------------------------------------
+
+def _dense(backend: str):
+    def prepare(w: Workload) -> Prepared:
+        k, m = _kernels(backend), w.model
+        if w.point.phase == "prefill":
+            q, kk, v = w.mha_inputs()
+            return Prepared(run=lambda: k.dense_mha(q, kk, v, sm_scale=m.sm_scale, q_start=w.q_start))
+        q, kv = w.mla_inputs()
+        return Prepared(run=lambda: k.dense_mla(q, kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=w.q_start))
+
+    return prepare
+
+
+def _sdpa(w: Workload) -> Prepared:
+    """torch scaled_dot_product_attention (cuDNN / flash backends) on the un-absorbed MHA form."""
+    import torch.nn.functional as F
+
+    q, k, v = (t.transpose(1, 2) for t in w.mha_inputs())  # [B, H, L, D] views, no copy
+    if w.S != w.T:
+        raise ValueError("dense-sdpa runs whole-sequence prefill only (S == T)")
+    return Prepared(
+        run=lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=w.model.sm_scale),
+        output=lambda o: o.transpose(1, 2),
+    )
+
+
+# --- DSA ---------------------------------------------------------------------------------------
+
+def _dsa(backend: str):
+    def prepare(w: Workload) -> Prepared:
+        k, m = _kernels(backend), w.model
+        q, kv = w.mla_inputs()
+        iq, iw, ik, iks = w.indexer_inputs()
+        args = dict(topk_tokens=w.topk, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, index_k_scale=iks,
+                    q_start=w.q_start, chunk_size=w.chunk)
+
+        def run():
+            return k.dsa_attention(q, kv, iq, iw, ik, **args)
+
+        def stages() -> Iterator[tuple[str, object]]:
+            # Chunk by chunk, as `run` does: the engine sums each stage's chunk timings.
+            for i0 in range(0, w.S, w.chunk):
+                i1 = min(w.S, i0 + w.chunk)
+                cq, ciq, ciw = q[:, i0:i1], iq[:, i0:i1], iw[:, i0:i1]
+                qs = w.q_start + i0
+                yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+                scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+                yield "topk", lambda: k.topk_indices(scores, w.topk)
+                idx = k.topk_indices(scores, w.topk)
+                del scores
+                yield "sparse_mla", lambda: k.sparse_mla(cq, kv, idx, sm_scale=m.sm_scale, d_v=m.kv_lora_rank)
+                del idx
+
+        return Prepared(run=run, stages=stages)
+
+    return prepare
+
+
+# --- reference outputs for the correctness check --------------------------------------------------
+
+def reference_rows(family: str, w: Workload, r0: int, r1: int) -> torch.Tensor:
+    """The PyTorch reference output for query rows [r0, r1) of the point (fp32 arithmetic)."""
+    import kernels.reference as ref
+
+    m = w.model
+    qs = w.q_start + r0
+    if family == "dense":
+        if w.point.phase == "prefill":
+            q, k, v = w.mha_inputs()
+            return ref.dense_mha(q[:, r0:r1], k, v, sm_scale=m.sm_scale, q_start=qs)
+        q, kv = w.mla_inputs()
+        return ref.dense_mla(q[:, r0:r1], kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=qs)[0]
+    q, kv = w.mla_inputs()
+    iq, iw, ik, iks = w.indexer_inputs()
+    return ref.dsa_attention(
+        q[:, r0:r1], kv, iq[:, r0:r1], iw[:, r0:r1], ik, topk_tokens=w.topk, sm_scale=m.sm_scale,
+        d_v=m.kv_lora_rank, index_k_scale=iks, q_start=qs,
+    )[0]
+
+
+BOTH = frozenset({"prefill", "decode"})
+
+register(Implementation(
+    "dense-triton", "dense", "triton", BOTH, _dense("triton"),
+    "Triton flash attention: un-absorbed MHA (qk 192 / v 128) for prefill, absorbed MLA with split-K for decode",
+    baseline=True,
+))
+register(Implementation(
+    "dense-torch", "dense", "torch", BOTH, _dense("torch"),
+    "PyTorch reference of dense MLA (fp32 arithmetic, chunked); the correctness oracle, slow",
+    is_reference=True,
+))
+register(Implementation(
+    "dense-sdpa", "dense", "vendor", frozenset({"prefill"}), _sdpa,
+    "torch.nn.functional.scaled_dot_product_attention, causal MHA form: the best dense prefill a user can pick off the shelf",
+    baseline=True,
+))
+register(Implementation(
+    "dsa-triton", "dsa", "triton", BOTH, _dsa("triton"),
+    "Triton DSA: fused lightning indexer -> radix-select top-k -> sparse MLA (gather in-kernel, split-K decode)",
+))
+register(Implementation(
+    "dsa-torch", "dsa", "torch", BOTH, _dsa("torch"),
+    "PyTorch reference of DSA (fp32 arithmetic, chunked); the correctness oracle, slow",
+    is_reference=True,
+))

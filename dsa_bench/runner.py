@@ -1,0 +1,278 @@
+"""The measurement engine: runs every (point, implementation) of a scenario the same way.
+
+For each pair: prepare inputs, check the output against the PyTorch reference (a wrong result is
+recorded as status=wrong, never timed), warm up, take timed samples, measure peak memory, time
+DSA's stages, derive TFLOP/s and GB/s from the analytic work, and append the rows to the store.
+A failing or out-of-memory pair is recorded and the sweep goes on.
+"""
+from __future__ import annotations
+
+import gc
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from dsa_bench import environment
+from dsa_bench.registry import REGISTRY, Implementation
+from dsa_bench.scenario import Scenario
+from dsa_bench.store import RunStore, new_run_id, row_key
+from dsa_bench.sweep import dense_point, expand
+from dsa_bench.timing import Stats, Timer
+from dsa_bench.workload import Point, Workload
+
+# ||out - ref|| / ||ref|| allowed per compute dtype. bf16 keeps 8 mantissa bits: outputs rounded
+# to bf16 alone give ~4e-3, and bf16 P@V products add about as much; fp32 inputs on the GPU go
+# through tf32 tensor cores (10-bit mantissa, ~1e-3).
+TOLERANCE = {"bf16": 2e-2, "fp16": 5e-3, "fp32": 2e-3}
+CPU_TIMING_NOTE = (
+    "CPU run: timings are of PyTorch references and of Triton kernels in the interpreter, "
+    "on the CPU. They are NOT GPU timings and say nothing about GPU speed."
+)
+
+
+@dataclass
+class Task:
+    impl: Implementation
+    point: Point
+
+    def label(self) -> str:
+        k = f" k={self.point.topk}" if self.point.topk is not None else ""
+        return f"{self.impl.name} {self.point.phase} B={self.point.batch} T={self.point.context}{k}"
+
+
+@dataclass
+class RunResult:
+    store: RunStore
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped_done: int = 0
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available on this machine")
+    return torch.device(device)
+
+
+def plan(scenario: Scenario) -> list[Task]:
+    """(point, implementation) pairs to run; dense ones once per (batch, context)."""
+    tasks, seen = [], set()
+    for p in expand(scenario.sweep, scenario.phase):
+        for name in scenario.implementations:
+            impl = REGISTRY[name]
+            pt = dense_point(p) if impl.family == "dense" else p
+            if (name, pt.key()) not in seen:
+                seen.add((name, pt.key()))
+                tasks.append(Task(impl, pt))
+    return tasks
+
+
+def _check_rows(S: int, n: int) -> list[tuple[int, int]]:
+    """Up to n query rows in three blocks (start, middle, end) so every part of the causal range is seen."""
+    if S <= n:
+        return [(0, S)]
+    b = max(1, n // 3)
+    mid = S // 2 - b // 2
+    return [(0, b), (mid, mid + b), (S - b, S)]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class Runner:
+    def __init__(self, scenario: Scenario, device: torch.device, store: RunStore,
+                 on_progress: Optional[Callable[[Task, int, int], None]] = None):
+        self.s = scenario
+        self.device = device
+        self.store = store
+        self.on_progress = on_progress
+        m = scenario.measure
+        self.timer = Timer(device, flush_l2=m.flush_l2, warmup_ms=m.warmup_ms, min_samples=m.min_samples,
+                           max_samples=m.max_samples, min_time_ms=m.min_time_ms, max_time_ms=m.max_time_ms)
+
+    def workload(self, p: Point) -> Workload:
+        m = self.s.measure
+        return Workload(self.s.model, p, self.device, dtype=m.dtype, indexer_dtype=m.indexer_dtype,
+                        decode_tokens=self.s.decode_tokens, seed=m.seed, prefill_chunk=m.prefill_chunk)
+
+    # --- one (point, implementation) --------------------------------------------------------
+    def measure(self, task: Task) -> tuple[list[dict], list[dict]]:
+        impl, w = task.impl, self.workload(task.point)
+        base = self._base_row(impl, w)
+        samples: list[dict] = []
+        try:
+            if impl.cuda_only and self.device.type != "cuda":
+                return [dict(base, status="skipped", reason="needs a CUDA GPU")], []
+            prepared = impl.prepare(w)
+            check, rel_err = self._check(impl, w, prepared)
+            base.update(check=check, rel_err=rel_err)
+            if check == "failed":
+                tol = TOLERANCE[w.dtype]
+                return [dict(base, status="wrong", reason=f"rel_err {rel_err:.3g} > tolerance {tol:g}")], []
+            self.timer.warmup(prepared.run)
+            stats = self.timer.measure(prepared.run)
+            peak, workspace = self.timer.peak_memory(prepared.run)
+            kind = "dsa" if impl.family == "dsa" else ("dense_mha" if w.point.phase == "prefill" else "dense_mla")
+            rows = [self._timed_row(base, "total", stats, w.work(kind), peak_mem_bytes=peak, workspace_bytes=workspace)]
+            samples += self._sample_rows(base, "total", 0, stats)
+            if self.s.measure.stages and prepared.stages is not None:
+                rows += self._stages(base, w, prepared, samples)
+            return rows, samples
+        except Exception as exc:  # noqa: BLE001 - one bad point must not stop the sweep
+            if _is_oom(exc):
+                return [dict(base, status="oom", reason=_one_line(exc))], []
+            return [dict(base, status="error", reason=_one_line(exc))], []
+        finally:
+            w.release()
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _check(self, impl: Implementation, w: Workload, prepared) -> tuple[str, Optional[float]]:
+        out = prepared.output(prepared.run())  # also the first, compiling call
+        if impl.is_reference:
+            return "reference", None
+        if not self.s.measure.check:
+            return "off", None
+        from dsa_bench.implementations import reference_rows
+
+        num = den = 0.0
+        for r0, r1 in _check_rows(w.S, self.s.measure.check_rows):
+            ref = reference_rows(impl.family, w, r0, r1).float()
+            got = out[:, r0:r1].float()
+            num += float((got - ref).pow(2).sum())
+            den += float(ref.pow(2).sum())
+        rel = math.sqrt(num / den) if den > 0 else (0.0 if num == 0 else math.inf)
+        if math.isnan(rel) or rel > TOLERANCE[w.dtype]:
+            return "failed", (rel if not math.isnan(rel) else math.inf)
+        return "passed", rel
+
+    def _stages(self, base: dict, w: Workload, prepared, samples: list[dict]) -> list[dict]:
+        """Time each stage chunk by chunk; a stage's median is the sum of its chunks' medians."""
+        per_stage: dict[str, list[Stats]] = {}
+        for i, (stage, fn) in enumerate(prepared.stages()):
+            self.timer.warmup(fn)
+            st = self.timer.measure(fn)
+            per_stage.setdefault(stage, []).append(st)
+            samples += self._sample_rows(base, stage, len(per_stage[stage]) - 1, st)
+        rows = []
+        for stage, parts in per_stage.items():
+            agg = _SummedStats(parts)
+            rows.append(self._timed_row(base, stage, agg, w.work(stage)))
+        return rows
+
+    # --- rows ---------------------------------------------------------------------------------
+    def _base_row(self, impl: Implementation, w: Workload) -> dict[str, Any]:
+        p = w.point
+        return {
+            "implementation": impl.name, "family": impl.family, "backend": impl.backend,
+            "baseline": impl.baseline, "phase": p.phase, "stage": "total", "batch": p.batch,
+            "context": p.context, "topk": p.topk, "query_tokens": w.S, "q_start": w.q_start,
+            "kv_cache_bytes": w.kv_cache_bytes(impl.family), "dtype": w.dtype,
+            "indexer_dtype": w.indexer_dtype if impl.family == "dsa" else None,
+            "device": self.device.type,
+        }
+
+    @staticmethod
+    def _timed_row(base: dict, stage: str, st, work: tuple[int, int], **extra) -> dict[str, Any]:
+        flops, nbytes = work
+        sec = st.median / 1e3
+        return dict(
+            base, stage=stage, status="ok", latency_ms=st.median, latency_ms_q1=st.q1, latency_ms_q3=st.q3,
+            latency_ms_min=st.min, samples=len(st.samples), flops=flops, bytes=nbytes,
+            tflops=flops / sec / 1e12 if sec > 0 else None, gbps=nbytes / sec / 1e9 if sec > 0 else None,
+            **extra,
+        )
+
+    @staticmethod
+    def _sample_rows(base: dict, stage: str, chunk: int, st: Stats) -> list[dict]:
+        keys = ("implementation", "phase", "batch", "context", "topk")
+        return [dict({k: base[k] for k in keys}, stage=stage, chunk=chunk, sample=i, ms=ms)
+                for i, ms in enumerate(st.samples)]
+
+    # --- the sweep ------------------------------------------------------------------------------
+    def run(self, done: set[tuple] = frozenset()) -> RunResult:
+        tasks = plan(self.s)
+        result = RunResult(self.store)
+        for i, task in enumerate(tasks):
+            key = row_key({"implementation": task.impl.name, "phase": task.point.phase,
+                           "batch": task.point.batch, "context": task.point.context, "topk": task.point.topk})
+            if self.on_progress:
+                self.on_progress(task, i, len(tasks))
+            if key in done:
+                result.skipped_done += 1
+                continue
+            rows, samples = self.measure(task)
+            self.store.append(rows, samples)
+            result.rows += rows
+        if self.on_progress:
+            self.on_progress(None, len(tasks), len(tasks))
+        return result
+
+
+class _SummedStats:
+    """Per-chunk stats added up: median and quartiles are sums of the chunks' (one chunk: exact)."""
+
+    def __init__(self, parts: list[Stats]):
+        self.median = sum(p.median for p in parts)
+        self.q1 = sum(p.q1 for p in parts)
+        self.q3 = sum(p.q3 for p in parts)
+        self.min = sum(p.min for p in parts)
+        self.samples = min((p.samples for p in parts), key=len)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {msg[0] if msg else ''}"[:300]
+
+
+# --- the library entry point the CLI wraps ---------------------------------------------------------
+
+def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch.device, out_root: Path,
+              resume: bool) -> tuple[RunStore, set[tuple]]:
+    """Create (or reopen, with resume) the run directory; returns the store and the keys already done."""
+    if resume:
+        store = RunStore.latest(out_root, scenario.name)
+        if store is not None:
+            meta = store.meta()
+            if meta.get("scenario") != scenario.model_dump(mode="json") or meta.get("device") != device.type:
+                raise ValueError(
+                    f"--resume: the latest run {store.dir} was made from a different scenario or device; "
+                    "run without --resume to start a new run"
+                )
+            done = store.reopen()
+            meta["status"] = "running"
+            meta.setdefault("resumed_at", []).append(_now())
+            store.write_meta(meta)
+            return store, done
+    meta = {
+        "run_id": None, "scenario_name": scenario.name, "scenario_file": scenario_file,
+        "scenario": scenario.model_dump(mode="json"), "device": device.type, "status": "running",
+        "start_time": _now(), "end_time": None, "environment": environment.capture(device),
+        "clocks_start": environment.clocks_now(device),
+        "timing_note": CPU_TIMING_NOTE if device.type == "cpu" else
+        "GPU timings with CUDA events; median of samples after warm-up"
+        + ("; L2 flushed before each sample" if scenario.measure.flush_l2 else "; L2 not flushed (warm cache)"),
+    }
+    run_id = new_run_id(device.type)
+    meta["run_id"] = run_id
+    return RunStore.create(out_root, scenario.name, run_id, meta), set()
+
+
+def finish_run(store: RunStore, device: torch.device, status: str) -> None:
+    meta = store.meta()
+    meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
+    store.write_meta(meta)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+__all__ = ["Runner", "plan", "resolve_device", "start_run", "finish_run", "TOLERANCE", "CPU_TIMING_NOTE"]

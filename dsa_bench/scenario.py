@@ -1,0 +1,287 @@
+"""Scenario files: YAML safe-loaded and validated into typed objects before any work is done.
+
+pydantic does the type checking; this module turns its errors into one line per problem, named by
+the path inside the file (`sweep.context[2]: must be a positive integer, got -5`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dsa_bench.models import PRESETS, ModelShape
+
+AXES = ("context", "topk", "batch")
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be used; `errors` holds one readable line per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: " + "; ".join(errors))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sweep(_Strict):
+    context: list[PositiveInt] = Field(min_length=1, description="context lengths T (tokens)")
+    topk: list[PositiveInt] = Field(default=[2048], min_length=1, description="DSA top-k")
+    batch: list[PositiveInt] = Field(default=[1], min_length=1, description="batch sizes")
+    zip: list[list[Literal["context", "topk", "batch"]]] = Field(
+        default_factory=list,
+        description="groups of axes that vary together (same length, zipped) instead of crossed",
+    )
+
+    @model_validator(mode="after")
+    def _zip_groups(self) -> "Sweep":
+        seen: set[str] = set()
+        for group in self.zip:
+            if len(group) < 2:
+                raise ValueError(f"zip: a group needs at least two axes, got {group}")
+            if seen & set(group):
+                raise ValueError(f"zip: axis {sorted(seen & set(group))[0]} is in two groups")
+            seen |= set(group)
+            lengths = {a: len(getattr(self, a)) for a in group}
+            if len(set(lengths.values())) != 1:
+                raise ValueError(f"zip: zipped axes must have equal lengths, got {lengths}")
+        return self
+
+
+class Measure(_Strict):
+    warmup_ms: float = Field(50.0, ge=0, description="warm-up time after the first (compiling) call")
+    min_samples: PositiveInt = 10
+    max_samples: PositiveInt = 200
+    min_time_ms: float = Field(200.0, ge=0, description="keep sampling until this much is timed")
+    max_time_ms: float = Field(5000.0, gt=0, description="stop sampling after this much is timed")
+    flush_l2: bool = Field(True, description="overwrite a buffer larger than L2 before each sample")
+    check: bool = Field(True, description="compare with the PyTorch reference before timing")
+    check_rows: PositiveInt = Field(48, description="query rows per point checked (spread over S)")
+    stages: bool = Field(True, description="also time DSA's indexer, top-k and sparse MLA stages")
+    dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
+    indexer_dtype: Literal["bf16", "fp8"] = "bf16"
+    prefill_chunk: Optional[PositiveInt] = Field(
+        None, description="DSA prefill query rows per chunk (default: scores use <= 8 GiB)"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sample_bounds(self) -> "Measure":
+        if self.max_samples < self.min_samples:
+            raise ValueError(
+                f"max_samples ({self.max_samples}) must be >= min_samples ({self.min_samples})"
+            )
+        return self
+
+
+class Cost(_Strict):
+    gpu_hour_usd: PositiveFloat = Field(2.0, description="rental price of one GPU hour")
+
+
+def _resolve_model(value: Any) -> Any:
+    """A preset name, or a mapping with an optional `preset` to start from and overrides."""
+    if isinstance(value, ModelShape):
+        return value
+    if isinstance(value, str):
+        if value not in PRESETS:
+            raise ValueError(f"unknown model preset {value!r}; known: {', '.join(PRESETS)}")
+        return PRESETS[value]
+    if isinstance(value, dict):
+        base = value.get("preset")
+        fields = {k: v for k, v in value.items() if k != "preset"}
+        if base is not None:
+            if base not in PRESETS:
+                raise ValueError(f"unknown model preset {base!r}; known: {', '.join(PRESETS)}")
+            merged = PRESETS[base].model_dump()
+            merged.update(fields)
+            merged.setdefault("name", base)
+            return merged
+        return fields
+    raise ValueError(f"must be a preset name or a mapping of dims, got {value!r}")
+
+
+class CpuSection(_Strict):
+    """What the scenario runs on a machine without a GPU: sizes the Triton interpreter can handle."""
+
+    model: Optional[ModelShape] = None
+    sweep: Sweep
+    measure: Optional[dict[str, Any]] = None
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _preset(cls, v):
+        return None if v is None else _resolve_model(v)
+
+    @field_validator("measure")
+    @classmethod
+    def _measure_keys(cls, v):
+        if v is not None:
+            Measure(**{**Measure().model_dump(), **v})
+        return v
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    model: ModelShape
+    phase: Literal["prefill", "decode"]
+    decode_tokens: Literal[1, 2] = Field(1, description="query tokens per decode step (2 = MTP)")
+    implementations: list[str] = Field(min_length=1)
+    sweep: Sweep
+    measure: Measure = Field(default_factory=Measure)
+    cpu: Optional[CpuSection] = None
+    cost: Cost = Field(default_factory=Cost)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _preset(cls, v):
+        return _resolve_model(v)
+
+    @field_validator("implementations")
+    @classmethod
+    def _known_implementations(cls, names: list[str]) -> list[str]:
+        from dsa_bench.registry import REGISTRY
+
+        bad = [n for n in names if n not in REGISTRY]
+        if bad:
+            raise ValueError(
+                f"unknown implementation {bad[0]!r}; known: {', '.join(sorted(REGISTRY))}"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("each implementation may be listed once")
+        return names
+
+    @model_validator(mode="after")
+    def _phase_support(self) -> "Scenario":
+        from dsa_bench.registry import REGISTRY
+
+        for name in self.implementations:
+            if self.phase not in REGISTRY[name].phases:
+                raise ValueError(
+                    f"implementation {name!r} does not support phase {self.phase!r} "
+                    f"(supports: {', '.join(sorted(REGISTRY[name].phases))})"
+                )
+        return self
+
+    def for_device(self, device: str) -> "Scenario":
+        """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""
+        if device != "cpu":
+            return self
+        if self.cpu is None:
+            raise ScenarioError(
+                self.name,
+                ["cpu: the scenario marks no CPU-safe sizes (add a `cpu:` section or run on a GPU)"],
+            )
+        measure = self.measure.model_dump()
+        measure.update(self.cpu.measure or {})
+        return self.model_copy(
+            update={
+                "model": self.cpu.model or self.model,
+                "sweep": self.cpu.sweep,
+                "measure": Measure(**measure),
+            }
+        )
+
+
+# --- error formatting ---------------------------------------------------------------------------
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "constrained-")):
+            continue  # pydantic's names for validator wrappers, not scenario fields
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "<scenario>"
+
+
+def _is_float_field(loc: tuple) -> bool:
+    """Whether the field at `loc` is declared as a float (so -1 there is 'must be positive')."""
+    model: Any = Scenario
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            continue
+        info = fields[part]
+        ann = info.annotation
+        model = next((a for a in getattr(ann, "__args__", ()) if hasattr(a, "model_fields")), ann)
+    ann = getattr(info, "annotation", None)
+    return ann is float or "float" in str(ann).lower()
+
+
+def _message(err: dict) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "greater_than" and ctx.get("gt") == 0:
+        msg = "must be positive" if _is_float_field(err["loc"]) else "must be a positive integer"
+    elif kind in ("int_type", "int_parsing", "int_from_float"):
+        msg = "must be an integer"
+    elif kind in ("float_type", "float_parsing"):
+        msg = "must be a number"
+    elif kind in ("bool_type", "bool_parsing"):
+        msg = "must be true or false"
+    elif kind in ("list_type",):
+        msg = "must be a list"
+    elif kind in ("string_type",):
+        msg = "must be a string"
+    elif kind == "literal_error":
+        msg = f"must be one of {ctx.get('expected')}"
+    elif kind == "too_short":
+        msg = f"must have at least {ctx.get('min_length')} item(s)"
+    elif kind == "string_pattern_mismatch":
+        msg = "must start with a letter or digit and use only letters, digits, '.', '_' and '-'"
+    elif kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    else:
+        msg = err["msg"][0].lower() + err["msg"][1:]
+    if isinstance(value, (dict, list)) or value is None:
+        return msg
+    return f"{msg}, got {value!r}"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    return [f"{_path(e['loc'])}: {_message(e)}" for e in exc.errors()]
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [f"<scenario>: must be a mapping of fields, got {type(data).__name__}"])
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, format_validation_error(exc)) from None
+
+
+def load_scenario(path: Union[str, Path]) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(str(path), [f"<yaml>: {where}{getattr(exc, 'problem', exc)}"]) from None
+    return parse_scenario(data, str(path))
