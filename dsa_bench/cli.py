@@ -87,8 +87,12 @@ def run(
     out: Path = typer.Option(Path("results"), "--out", help="results root: writes OUT/<scenario>/<run-id>/"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest run of this scenario in OUT"),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help="auto picks cuda when available"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="cost model: price on this GPU profile (h800, h100, h200, ...)"),
+    price: Optional[float] = typer.Option(None, "--price", help="cost model: USD per GPU hour"),
+    no_report: bool = typer.Option(False, "--no-report", help="do not write the HTML report at the end"),
+    report_out: Path = typer.Option(Path("reports"), "--report-out", help="reports root for the end-of-run report"),
 ) -> None:
-    """Run a scenario: check, time and record every (point, implementation)."""
+    """Run a scenario: check, time and record every (point, implementation); then report."""
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
@@ -96,6 +100,15 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT)
     from dsa_bench import runner
 
+    if gpu is not None or price is not None:
+        from dsa_bench.costmodel import apply_overrides
+
+        try:
+            s = s.model_copy(update={"cost": apply_overrides(s.cost, gpu, price)})
+        except ValueError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+    full = s  # the cost model prices the full model, not the CPU stand-in
     try:
         dev = runner.resolve_device(device.value)
         s = s.for_device(dev.type)
@@ -127,6 +140,18 @@ def run(
             err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")
             raise typer.Exit(EXIT_INTERRUPTED)
     runner.finish_run(store, dev, "complete")
+    if full.cost.curves:
+        import pandas as pd
+
+        from dsa_bench.costmodel import write_cost_outputs
+
+        rows = store.rows()
+        try:
+            paths = write_cost_outputs(full, store.dir, pd.DataFrame(rows) if rows else None)
+        except (ValueError, FileNotFoundError) as e:
+            err.print(f"[bold red]cost model error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        console.print("cost model wrote " + ", ".join(str(p) for p in paths))
     from dsa_bench.summary import summary_table
 
     console.print(summary_table(store.rows()))
@@ -134,9 +159,56 @@ def run(
     if dev.type == "cpu":
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
     console.print(f"wrote {store.results_path}, {store.samples_path}, {store.meta_path}")
+    if not no_report:
+        from dsa_bench.report.cli_commands import report_command
+
+        report_command(store.dir, report_out)
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
         raise typer.Exit(EXIT_FAILED_POINTS)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="run directory: results/<scenario>/<run-id>"),
+    out: Path = typer.Option(Path("reports"), "--out", help="reports root: writes OUT/<scenario>/<run-id>/index.html"),
+) -> None:
+    """Write the HTML report of a run: plots, scaling fits, crossover, results table."""
+    from dsa_bench.report.cli_commands import report_command
+
+    raise typer.Exit(report_command(run_dir, out))
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="baseline run directory (A)"),
+    run_b: Path = typer.Argument(..., help="run directory compared with it (B)"),
+    fail_on_regression: Optional[float] = typer.Option(
+        None, "--fail-on-regression", metavar="PCT",
+        help="exit 1 if a point got slower by more than PCT percent (IQRs disjoint) or stopped working"),
+    html: Optional[Path] = typer.Option(None, "--html", help="also write the comparison as an HTML page"),
+) -> None:
+    """Compare two runs point by point: ratio of medians B/A and a verdict."""
+    from dsa_bench.report.cli_commands import compare_command
+
+    raise typer.Exit(compare_command(run_a, run_b, fail_on_regression, html))
+
+
+@app.command("check-kernels")
+def check_kernels(
+    out: Path = typer.Option(Path("results/kernel-check"), "--out", help="directory for kernel_check.json"),
+) -> None:
+    """On a GPU: compare every Triton kernel with its PyTorch reference at DeepSeek shapes (T up to 128K)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        err.print("[bold red]error:[/] check-kernels needs a CUDA GPU", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from dsa_bench.selfcheck import run_selfcheck
+
+    path, failures = run_selfcheck(out)
+    console.print(f"wrote {path}: {failures} failing case(s)")
+    raise typer.Exit(EXIT_FAILED_POINTS if failures else EXIT_OK)
 
 
 def main() -> None:

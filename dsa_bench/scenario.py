@@ -13,13 +13,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from dsa_bench.costmodel.config import CostConfig
 from dsa_bench.models import PRESETS, ModelShape
 
 AXES = ("context", "topk", "batch")
@@ -88,8 +88,8 @@ class Measure(_Strict):
         return self
 
 
-class Cost(_Strict):
-    gpu_hour_usd: PositiveFloat = Field(2.0, description="rental price of one GPU hour")
+# The cost section is the cost model's configuration (price, GPU profile, deployment, calibration).
+Cost = CostConfig
 
 
 def _resolve_model(value: Any) -> Any:
@@ -140,11 +140,17 @@ class Scenario(_Strict):
     model: ModelShape
     phase: Literal["prefill", "decode"]
     decode_tokens: Literal[1, 2] = Field(1, description="query tokens per decode step (2 = MTP)")
-    implementations: list[str] = Field(min_length=1)
+    implementations: list[str] = Field(default_factory=list)
     sweep: Sweep
     measure: Measure = Field(default_factory=Measure)
     cpu: Optional[CpuSection] = None
-    cost: Cost = Field(default_factory=Cost)
+    cost: CostConfig = Field(default_factory=CostConfig)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "Scenario":
+        if not self.implementations and not self.cost.curves:
+            raise ValueError("implementations: must have at least 1 item(s) (or set cost.curves: true)")
+        return self
 
     @field_validator("model", mode="before")
     @classmethod
@@ -179,7 +185,7 @@ class Scenario(_Strict):
 
     def for_device(self, device: str) -> "Scenario":
         """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""
-        if device != "cpu":
+        if device != "cpu" or not self.implementations:
             return self
         if self.cpu is None:
             raise ScenarioError(

@@ -74,7 +74,7 @@ def test_zip_axes_must_have_equal_lengths():
         ({"phase": "prefil"}, "phase: must be one of 'prefill' or 'decode', got 'prefil'"),
         ({"model": "gpt-5"}, "model: unknown model preset 'gpt-5'"),
         ({"name": "has space"}, "name: must start with a letter or digit"),
-        ({"implementations": []}, "implementations: must have at least 1 item(s)"),
+        ({"implementations": []}, "implementations: must have at least 1 item(s) (or set cost.curves: true)"),
         ({"decode_tokens": 3}, "decode_tokens: must be one of 1 or 2, got 3"),
         ({"cost": {"gpu_hour_usd": -1}}, "cost.gpu_hour_usd: must be positive, got -1"),
         ({"measure": {"min_samples": 10, "max_samples": 5}}, "measure: max_samples (5) must be >= min_samples (10)"),

@@ -1,0 +1,176 @@
+"""Token-cost model: USD per million tokens of the token at position t, dense MLA vs DSA.
+
+Entry points for the runner and the CLI:
+- write_cost_outputs(scenario, run_dir, measured) -> [paths]: cost_curves.csv, cost_curves.png and
+  cost_calibration.json in the run directory when `cost.curves` is true;
+- apply_overrides(cfg, gpu, usd_per_hour) -> CostConfig: the CLI's --gpu / --price.
+The model itself is in model.py (cost_curves), the calibration in calibrate.py; docs/COST_MODEL.md
+explains both.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+# Light imports only (pydantic): scenario.py imports CostConfig at startup. pandas, numpy and the
+# model load on first use (see __getattr__ below).
+from dsa_bench.costmodel.config import CostConfig
+from dsa_bench.costmodel.gpus import GPUS, get_gpu
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_LAZY = {
+    "COMPONENT_COLUMNS": "model", "CURVE_COLUMNS": "model", "compare_to_paper": "model", "cost_curves": "model",
+    "curve_crossovers": "model", "tail_line_crossovers": "model",
+    "PAPER_CSV": "calibrate", "calibrate": "calibrate", "load_paper_points": "calibrate",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"dsa_bench.costmodel.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'dsa_bench.costmodel' has no attribute {name!r}")
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def apply_overrides(cfg: Any, gpu: Optional[str] = None, usd_per_hour: Optional[float] = None) -> CostConfig:
+    """The config with the CLI's --gpu / --price applied (None leaves a value as it is).
+
+    Only what is priced changes: the calibration stays on the paper's GPU and price, so the answer is
+    "this deployment, on my GPU, at my price".
+    """
+    cfg = as_cost_config(cfg)
+    update: dict[str, Any] = {}
+    if gpu is not None:
+        update["gpu"] = get_gpu(gpu).name
+    if usd_per_hour is not None:
+        if not usd_per_hour > 0:
+            raise ValueError(f"--price must be a positive number of USD per GPU hour, got {usd_per_hour!r}")
+        update["gpu_hour_usd"] = float(usd_per_hour)
+    return CostConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
+
+
+def as_cost_config(cost: Any) -> CostConfig:
+    """A CostConfig from a CostConfig, a pydantic model with CostConfig's fields (the old Cost), or a dict."""
+    if isinstance(cost, CostConfig):
+        return cost
+    if cost is None:
+        return CostConfig()
+    if hasattr(cost, "model_dump"):
+        cost = cost.model_dump()
+    return CostConfig.model_validate(cost)
+
+
+def load_measured(run_dir: str | Path) -> "pd.DataFrame":
+    """results.csv of a run directory (relative paths: from the working directory, then the repo root)."""
+    import pandas as pd
+
+    p = Path(run_dir)
+    if not p.is_absolute() and not p.exists():
+        p = REPO_ROOT / p
+    path = p / "results.csv" if p.is_dir() or not p.suffix else p
+    if not path.exists():
+        raise FileNotFoundError(f"cost.measured_run: no results.csv at {path}")
+    return pd.read_csv(path)
+
+
+def _has_gpu_timings(df: Optional["pd.DataFrame"]) -> bool:
+    if df is None or len(df) == 0 or not {"family", "status", "device"} <= set(df.columns):
+        return False
+    ok = df[(df["status"].astype(str) == "ok") & (df["device"].astype(str) != "cpu")]
+    return {"dense", "dsa"} <= set(ok["family"].astype(str))
+
+
+def _measured_for(cfg: CostConfig, measured: Optional["pd.DataFrame"]) -> Optional["pd.DataFrame"]:
+    if cfg.source != "measured":
+        return None
+    if cfg.measured_run:
+        return load_measured(cfg.measured_run)
+    if _has_gpu_timings(measured):
+        return measured
+    raise ValueError("cost.source is 'measured' but this run has no GPU timings of both dense and DSA "
+                     "implementations; set cost.measured_run to a results run directory timed on a GPU "
+                     "or use source: roofline")
+
+
+def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.DataFrame"] = None) -> list[Path]:
+    """Write cost_curves.csv, cost_curves.png and cost_calibration.json into run_dir when cost.curves is true.
+
+    `scenario`: a Scenario (uses .model and .cost); `measured`: this run's results rows (or None).
+    Returns the paths written ([] when cost.curves is false).
+    """
+    cfg = as_cost_config(getattr(scenario, "cost", None))
+    if not cfg.curves:
+        return []
+    from dsa_bench.costmodel.calibrate import load_paper_points
+    from dsa_bench.costmodel.model import compare_to_paper, cost_curves, curve_crossovers, tail_line_crossovers
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = scenario.model
+    df = cost_curves(model, cfg, _measured_for(cfg, measured))
+    written = []
+    csv_path = run_dir / "cost_curves.csv"
+    df.to_csv(csv_path, index=False, float_format="%.6g")
+    written.append(csv_path)
+
+    paper = load_paper_points(cfg.calibration.paper_csv)
+    cmp = compare_to_paper(df, paper)
+    info = {
+        "model": model.name,
+        "gpu": cfg.gpu, "gpu_hour_usd": cfg.gpu_hour_usd, "source": cfg.source,
+        "calibration": df.attrs["calibration"],
+        "measured_fallbacks": df.attrs["measured_fallbacks"],
+        "measured_notes": df.attrs["measured_notes"],
+        "crossover_tokens": {
+            "model": curve_crossovers(df),
+            "paper_piecewise_linear": curve_crossovers(paper),
+            "model_lines_fitted_32k_128k": tail_line_crossovers(df),
+            "paper_lines_fitted_32k_128k": tail_line_crossovers(paper),
+        },
+        "vs_paper": cmp.to_dict("records") if cfg.gpu == "H800" and cfg.gpu_hour_usd == 2.0 else
+        "not compared: the paper is priced on H800 at 2 USD/GPU-hour",
+        "config": cfg.model_dump(mode="json"),
+    }
+    json_path = run_dir / "cost_calibration.json"
+    json_path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    written.append(json_path)
+
+    if cfg.plot:
+        from dsa_bench.costmodel.plot import plot_cost_curves
+
+        same_setting = cfg.gpu == cfg.calibration.gpu and cfg.gpu_hour_usd == cfg.calibration.gpu_hour_usd
+        overlay = paper if (cfg.overlay_paper and same_setting) else None
+        title = (f"{model.name}: USD per million tokens at each token position — {cfg.gpu} at "
+                 f"{cfg.gpu_hour_usd:g} USD/GPU-hour, {cfg.source} attention timings; "
+                 f"calibrated on {cfg.calibration.reference_model} only")
+        written.append(plot_cost_curves(df, overlay, run_dir / "cost_curves.png", title=title))
+    return written
+
+
+def cost_summary(df: "pd.DataFrame", positions=(32768, 65536, 98304, 131072)) -> str:
+    """A few lines for the console: USD per million tokens of each curve at some positions, crossovers."""
+    from dsa_bench.costmodel.model import curve_crossovers
+
+    lines = []
+    for (phase, name), g in df.groupby(["phase", "model"], sort=False):
+        g = g.set_index("position_tokens")["usd_per_million_tokens"]
+        vals = ", ".join(f"{p // 1024}K {g.get(p, float('nan')):.3f}" for p in positions)
+        lines.append(f"{phase:7s} {name}: {vals}")
+    cross = curve_crossovers(df)
+    lines.append("crossover (DSA cheaper from): " + ", ".join(
+        f"{k} {v / 1024:.1f}K" if v is not None else f"{k} none" for k, v in cross.items()))
+    return "\n".join(lines)
+
+
+__all__ = [
+    "COMPONENT_COLUMNS", "CURVE_COLUMNS", "CostConfig", "GPUS", "PAPER_CSV", "apply_overrides", "as_cost_config",
+    "calibrate", "compare_to_paper", "cost_curves", "cost_summary", "curve_crossovers", "get_gpu",
+    "load_measured", "load_paper_points", "tail_line_crossovers", "write_cost_outputs",
+]

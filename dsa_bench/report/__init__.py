@@ -1,0 +1,294 @@
+"""Reports of runs: an HTML page with plots, scaling fits and the crossover; and run-to-run comparison.
+
+Entry points:
+  build_report(run_dir, out_root=Path("reports")) -> Path of reports/<scenario>/<run-id>/index.html
+  compare_runs(run_a, run_b) -> DataFrame, one row per matching point with ratio and verdict
+  compare_html(df, path) -> Path of an HTML page of that comparison
+
+The report directory holds index.html and one PNG per plot beside it (relative links), plus the
+fit and crossover tables as CSV; it needs no JavaScript and nothing from the network.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import struct
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from dsa_bench.report.compare import VERDICT_RULE, compare_runs, display_rows, regressions
+from dsa_bench.report.load import STAGES, Run, load_run, topk_label
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+__all__ = ["build_report", "compare_runs", "compare_html", "report_dir_for"]
+
+
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                       trim_blocks=False, lstrip_blocks=False)
+
+
+def report_dir_for(run: Run, out_root: Path) -> Path:
+    return Path(out_root) / run.scenario_name / run.run_id
+
+
+def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
+    """Write reports/<scenario>/<run-id>/index.html and its PNGs; return the index.html path."""
+    from dsa_bench.report import ceilings, plots
+    from dsa_bench.report.crossover import METHOD as crossover_method
+    from dsa_bench.report.crossover import crossover_table
+    from dsa_bench.report.fit import RULE, fit_table
+
+    run = load_run(Path(run_dir))
+    out = report_dir_for(run, out_root)
+    out.mkdir(parents=True, exist_ok=True)
+
+    plot_entries = []
+    for name, (fn, title, question) in plots.PLOTS.items():
+        notes: list[str] = []
+        stale = out / f"{name}.png"
+        if stale.exists():
+            stale.unlink()  # a re-made report must not show an old plot the run no longer supports
+        try:
+            path = fn(run, out, notes)
+        except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the whole report
+            path = None
+            notes.append(f"the plot could not be drawn ({type(exc).__name__}: {exc})")
+        entry = {"name": name, "title": title, "question": question, "notes": notes, "file": None}
+        if path is not None:
+            w, h = _png_size(path)
+            entry.update(file=path.name, width=w, height=h)
+        plot_entries.append(entry)
+
+    ok_all = run.results[(run.results["status"] == "ok") & run.results["latency_ms"].gt(0)]
+    fits = fit_table(ok_all)
+    cross = crossover_table(run.ok("total"))
+    _write_csv(fits.drop(columns=["fit"], errors="ignore"), out / "scaling_fits.csv")
+    _write_csv(cross, out / "crossover.csv")
+    cost_png = None
+    if (run.dir / "cost_curves.png").exists():
+        shutil.copyfile(run.dir / "cost_curves.png", out / "cost_model_curves.png")
+        cost_png = "cost_model_curves.png"
+
+    from dsa_bench import __version__
+
+    html = _env().get_template("report.html.j2").render(
+        scenario_name=run.scenario_name, run_id=run.run_id,
+        description=(run.meta.get("scenario") or {}).get("description", ""),
+        is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "",
+        load_notes=run.notes, findings=_findings(run, fits, cross),
+        scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
+        plots=plot_entries, ceilings_text=ceilings.explain(run.env.get("gpu_name"), run.device),
+        cost_png=cost_png,
+        crossover_method=crossover_method,
+        crossover_rows=_crossover_rows(cross), fit_rule=RULE, fit_rows=_fit_rows(fits),
+        result_cols=RESULT_DISPLAY_COLS,
+        total_rows=_result_rows(run.results[run.results["stage"] == "total"]),
+        stage_rows=_result_rows(run.results[run.results["stage"].isin(STAGES)]),
+        run_dir=str(run.dir), version=__version__,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    index = out / "index.html"
+    index.write_text(html, encoding="utf-8")
+    return index
+
+
+def compare_html(df: pd.DataFrame, path: Path, fail_on_regression: Optional[float] = None) -> Path:
+    """Write the comparison (from compare_runs) as a self-contained HTML page."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = display_rows(df)
+    failing = set(regressions(df, fail_on_regression).index) if fail_on_regression is not None else set()
+    for i, r in zip(df.index, rows):
+        r["fail"] = i in failing
+    counts = [(v, int(n)) for v, n in df["verdict"].value_counts().items()] if len(df) else []
+    blank = {k: "-" for k in ("scenario", "run_id", "device", "gpu", "commit", "torch", "triton", "start")}
+    html = _env().get_template("compare.html.j2").render(
+        a=df.attrs.get("meta_a", blank), b=df.attrs.get("meta_b", blank), run_a=df.attrs.get("run_a", "?"),
+        run_b=df.attrs.get("run_b", "?"), notes=df.attrs.get("notes", []), counts=counts, rows=rows,
+        threshold=fail_on_regression, n_fail=len(failing), rule=VERDICT_RULE,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def _png_size(path: Path) -> tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(24)
+    w, h = struct.unpack(">II", head[16:24])
+    return w, h
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    df.to_csv(path, index=False, float_format="%.6g")
+
+
+def _num(v: Any, fmt: str) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not math.isfinite(f) else format(f, fmt)
+
+
+def _bytes(v: Any) -> str:
+    from dsa_bench.report.plots import fmt_bytes
+
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return fmt_bytes(f) if math.isfinite(f) and f > 0 else "-"
+
+
+def _findings(run: Run, fits: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
+    out = []
+    for _, c in cross.iterrows():
+        out.append(f"{c['dsa_impl']} vs best dense ({c['dense_impls']}), {c['phase']}, batch {c['batch']}, "
+                   f"k={c['topk']}: {c['message']}.")
+    if len(fits):
+        refs = set(run.results.loc[run.results["is_reference"], "implementation"])
+        tot = fits[(fits["stage"] == "total") & ~fits["implementation"].isin(refs)]
+        for _, f in tot.iterrows():
+            k = f" k={topk_label(f['topk'])}" if pd.notna(f["topk"]) else ""
+            se = (" (uncertainty unknown)" if not math.isfinite(f["stderr"]) else
+                  f" ± {f['stderr']:.2f}" if f["stderr"] >= 0.005 else " ± <0.01")
+            out.append(f"{f['implementation']}{k} ({f['phase']}, batch {int(f['batch'])}): latency ∝ "
+                       f"L^{f['exponent']:.2f}{se} over contexts {f['context_range']}.")
+    r = run.results
+    bad = r[(r["stage"] == "total") & r["status"].isin(["oom", "wrong", "error"])]
+    if len(bad):
+        out.append(f"{len(bad)} point(s) failed ({', '.join(f'{n} {s}' for s, n in bad['status'].value_counts().items())}); "
+                   "see the results table for reasons.")
+    return out
+
+
+def _scenario_rows(run: Run) -> list[tuple[str, str]]:
+    s = run.meta.get("scenario") or {}
+    sw = s.get("sweep") or {}
+    m = s.get("measure") or {}
+    rows = [
+        ("name", s.get("name", run.scenario_name)), ("file", run.meta.get("scenario_file") or "-"),
+        ("phase", s.get("phase", "-")), ("decode tokens", s.get("decode_tokens", "-")),
+        ("implementations", ", ".join(s.get("implementations", []))),
+        ("context", ", ".join(map(str, sw.get("context", [])))), ("top-k", ", ".join(map(str, sw.get("topk", [])))),
+        ("batch", ", ".join(map(str, sw.get("batch", [])))),
+    ]
+    if sw.get("zip"):
+        rows.append(("zipped axes", "; ".join(" + ".join(g) for g in sw["zip"])))
+    if m:
+        rows.append(("dtype / indexer dtype", f"{m.get('dtype', '-')} / {m.get('indexer_dtype', '-')}"))
+        rows.append(("samples", f"{m.get('min_samples', '-')}-{m.get('max_samples', '-')}, "
+                                f"{m.get('min_time_ms', '-')}-{m.get('max_time_ms', '-')} ms, warm-up {m.get('warmup_ms', '-')} ms"))
+        rows.append(("L2 flushed / checked / stages", f"{m.get('flush_l2')} / {m.get('check')} / {m.get('stages')}"))
+    if run.gpu_hour_usd is not None:
+        rows.append(("GPU price", f"${run.gpu_hour_usd:g} per GPU hour"))
+    rows += [("status", run.meta.get("status", "-")), ("start", run.meta.get("start_time") or "-"),
+             ("end", run.meta.get("end_time") or "-")]
+    return [(k, str(v)) for k, v in rows]
+
+
+def _model_rows(run: Run) -> list[tuple[str, str]]:
+    m = (run.meta.get("scenario") or {}).get("model") or {}
+    return [(k, str(v)) for k, v in m.items()]
+
+
+def _clocks(c: Any) -> str:
+    if not c:
+        return "-"
+    if isinstance(c, dict):
+        parts = []
+        if "sm_mhz" in c:
+            parts.append(f"SM {c['sm_mhz']} MHz" + (f" (max {c['sm_max_mhz']})" if c.get("sm_max_mhz") else ""))
+        if "mem_mhz" in c:
+            parts.append(f"memory {c['mem_mhz']} MHz" + (f" (max {c['mem_max_mhz']})" if c.get("mem_max_mhz") else ""))
+        return ", ".join(parts) or str(c)
+    return str(c)
+
+
+def _env_rows(run: Run) -> list[tuple[str, str]]:
+    e = run.env
+    git = e.get("git") or {}
+    commit = git.get("commit") or "-"
+    if git.get("dirty"):
+        commit += " (uncommitted changes)"
+    rows = [
+        ("device", run.device),
+        ("GPU", e.get("gpu_name") or "none (CPU run)"),
+    ]
+    if e.get("gpu_name"):
+        rows += [
+            ("SM count", e.get("sm_count", "-")), ("compute capability", e.get("compute_capability", "-")),
+            ("GPU memory", _bytes(e.get("gpu_memory_bytes"))), ("L2 cache", _bytes(e.get("l2_cache_bytes"))),
+            ("clocks (start of run)", _clocks(e.get("clocks") or run.meta.get("clocks_start"))),
+            ("clocks (end of run)", _clocks(run.meta.get("clocks_end"))),
+            ("power limit", f"{e['power_limit_w']:g} W" if e.get("power_limit_w") else "-"),
+            ("temperature at start", f"{e['temperature_c']} °C" if e.get("temperature_c") is not None else "-"),
+            ("driver / CUDA", f"{e.get('driver_version', '-')} / {e.get('cuda_version', '-')}"),
+        ]
+        if e.get("nvml_error"):
+            rows.append(("NVML", e["nvml_error"]))
+    rows += [
+        ("torch", e.get("torch", "-")), ("triton", e.get("triton", "-")), ("python", e.get("python", "-")),
+        ("Triton interpreter", "yes" if e.get("triton_interpret") else "no"),
+        ("git commit", commit), ("host", e.get("host", "-")), ("platform", e.get("platform", "-")),
+        ("CPU", f"{e.get('cpu', '-')} ({e.get('cpu_count', '?')} cores)"),
+        ("command", " ".join(e.get("argv") or []) or "-"),
+    ]
+    return [(k, str(v)) for k, v in rows]
+
+
+def _crossover_rows(cross: pd.DataFrame) -> list[dict[str, str]]:
+    out = []
+    for _, c in cross.iterrows():
+        out.append({"dsa_impl": c["dsa_impl"], "dense_impls": c["dense_impls"], "phase": c["phase"],
+                    "batch": str(c["batch"]), "topk": c["topk"],
+                    "crossover": f"{c['crossover_context']:,.0f}" if math.isfinite(c["crossover_context"]) else "none in range",
+                    "bracket": c["bracket"] or "-", "message": c["message"]})
+    return out
+
+
+def _fit_rows(fits: pd.DataFrame) -> list[dict[str, str]]:
+    out = []
+    for _, f in fits.iterrows():
+        out.append({"implementation": f["implementation"], "stage": f["stage"], "phase": f["phase"],
+                    "batch": str(int(f["batch"])), "topk": topk_label(f["topk"]),
+                    "exponent": f"{f['exponent']:.3f}",
+                    "stderr": f"{f['stderr']:.3f}" if math.isfinite(f["stderr"]) else "unknown (2 points)",
+                    "n": f"{f['n_used']} / {f['n_total']}", "range": f["context_range"], "flag": f["flag"] or ""})
+    return out
+
+
+RESULT_DISPLAY_COLS = ["implementation", "stage", "phase", "batch", "context", "top-k", "status", "median ms",
+                       "IQR ms", "samples", "TFLOP/s", "GB/s", "peak memory", "KV cache", "check, rel. err.",
+                       "reason"]
+
+
+def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    df = df.sort_values(["phase", "batch", "context", "implementation", "topk"], na_position="first", kind="stable")
+    for _, r in df.iterrows():
+        iqr = (f"{_num(r['latency_ms_q1'], '.4g')}–{_num(r['latency_ms_q3'], '.4g')}"
+               if pd.notna(r["latency_ms_q1"]) else "-")
+        check = r["check"] or "-"
+        if pd.notna(r["rel_err"]):
+            check += f" {r['rel_err']:.1e}"
+        ref = " (reference)" if r["is_reference"] else ""
+        cells = [
+            (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
+            (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),
+            (r["status"], False), (_num(r["latency_ms"], ".4g"), True), (iqr, True), (_num(r["samples"], ".0f"), True),
+            (_num(r["tflops"], ".3g"), True), (_num(r["gbps"], ".4g"), True), (_bytes(r["peak_mem_bytes"]), True),
+            (_bytes(r["kv_cache_bytes"]), True), (check, False), (r["reason"] or "", False),
+        ]
+        css = "bad" if r["status"] in ("oom", "wrong", "error") else ("skip" if r["status"] == "skipped" else "")
+        rows.append({"cells": cells, "css": css})
+    return rows

@@ -1,0 +1,80 @@
+"""The `report` and `compare` commands as plain functions; cli.py wraps them in Typer.
+
+Both print with rich and return the process exit code instead of exiting, so they can be called
+from `run` (report at the end of a sweep) and from tests.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_REPORT_FAILED = 1
+
+console = Console()
+err = Console(stderr=True)
+VERDICT_STYLE = {"faster": "green", "slower": "red", "broken": "bold red", "unclear": "yellow", "same": "dim",
+                 "fixed": "green", "only in A": "dim", "only in B": "dim", "not measured": "dim"}
+
+
+def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
+    """Write OUT/<scenario>/<run-id>/index.html for RUN_DIR; 0 on success, 2 when RUN_DIR is not a run, 1 on a failure."""
+    from dsa_bench.report import build_report
+    from dsa_bench.report.load import RunError
+
+    try:
+        index = build_report(Path(run_dir), Path(out))
+    except RunError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except Exception:  # noqa: BLE001 - called at the end of `run`: a report bug must not look like a lost run
+        err.print_exception()
+        err.print(f"[bold red]the report of {run_dir} could not be written[/]; the run's results are intact",
+                  highlight=False, soft_wrap=True)
+        return EXIT_REPORT_FAILED
+    console.print(f"report: {index}", highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float] = None,
+                    html: Optional[Path] = None) -> int:
+    """Compare B against A point by point; 1 when --fail-on-regression PCT finds a regression, 2 on bad input."""
+    from dsa_bench.report import compare_html, compare_runs
+    from dsa_bench.report.compare import VERDICT_RULE, display_rows, regressions
+    from dsa_bench.report.load import RunError
+
+    try:
+        df = compare_runs(Path(run_a), Path(run_b))
+    except RunError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    failing = regressions(df, fail_on_regression) if fail_on_regression is not None else df.iloc[0:0]
+    t = Table(title=f"B ({Path(run_b).name}) vs A ({Path(run_a).name}): ratio = median B / median A")
+    for col in ("implementation", "stage", "B", "T", "k", "A ms", "B ms", "B/A", "verdict"):
+        t.add_column(col, justify="left" if col in ("implementation", "stage", "verdict") else "right",
+                     overflow="fold")
+    for idx, (_, r), d in zip(df.index, df.iterrows(), display_rows(df)):
+        style = VERDICT_STYLE.get(d["verdict"], "white")
+        mark = " ✗" if idx in failing.index else ""
+        a_ms = f"{r['median_a']:.4g}" if r["status_a"] == "ok" else (r["status_a"] or "-")
+        b_ms = f"{r['median_b']:.4g}" if r["status_b"] == "ok" else (r["status_b"] or "-")
+        t.add_row(escape(d["implementation"]), d["stage"], d["batch"], d["context"], d["topk"], a_ms, b_ms,
+                  d["ratio"], f"[{style}]{escape(d['verdict'])}{mark}[/]")
+    console.print(t)
+    for n in df.attrs.get("notes", []):
+        err.print(f"[bold yellow]note:[/] {n}", highlight=False, soft_wrap=True)
+    counts = df["verdict"].value_counts()
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) or "no matching points", highlight=False)
+    console.print(VERDICT_RULE, style="dim", markup=False, highlight=False, soft_wrap=True)
+    if html is not None:
+        path = compare_html(df, Path(html), fail_on_regression)
+        console.print(f"comparison page: {path}", highlight=False, soft_wrap=True)
+    if fail_on_regression is not None and len(failing):
+        err.print(f"[bold red]{len(failing)} point(s) regressed[/] (slower by more than {fail_on_regression:g}% "
+                  "with disjoint IQRs, or broken)", highlight=False)
+        return EXIT_REGRESSION
+    return EXIT_OK

@@ -1,0 +1,180 @@
+"""Read a run directory (results.csv, samples.csv, run.json, optional cost_curves.csv) for reporting.
+
+Only the store's files are read; nothing is imported from the measuring side (no torch, no Triton),
+so a report can be made on any machine from a copied run directory.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from dsa_bench.store import RESULT_COLUMNS, SAMPLE_COLUMNS
+
+NUMERIC = [
+    "batch", "context", "topk", "query_tokens", "q_start", "rel_err", "latency_ms", "latency_ms_q1",
+    "latency_ms_q3", "latency_ms_min", "samples", "peak_mem_bytes", "workspace_bytes", "kv_cache_bytes",
+    "flops", "bytes", "tflops", "gbps",
+]
+STAGES = ("indexer", "topk", "sparse_mla")
+STAGE_LABELS = {"indexer": "lightning indexer", "topk": "top-k selection", "sparse_mla": "sparse MLA",
+                "total": "whole call"}
+
+
+class RunError(ValueError):
+    """A directory that is not a readable run."""
+
+
+@dataclass
+class Run:
+    dir: Path
+    meta: dict[str, Any]
+    results: pd.DataFrame  # every row of results.csv, typed; plus the derived column is_reference
+    samples: pd.DataFrame
+    cost_curves: Optional[pd.DataFrame] = None
+    notes: list[str] = field(default_factory=list)  # problems met while loading, shown in the report
+
+    # --- identity ---------------------------------------------------------------------------------
+    @property
+    def scenario_name(self) -> str:
+        sc = self.meta.get("scenario") or {}
+        return str(self.meta.get("scenario_name") or sc.get("name") or self.dir.parent.name)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.dir.name)
+
+    @property
+    def env(self) -> dict[str, Any]:
+        return self.meta.get("environment") or {}
+
+    @property
+    def device(self) -> str:
+        return str(self.meta.get("device") or self.env.get("device") or "unknown")
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.device.startswith("cuda") and bool(self.env.get("gpu_name"))
+
+    @property
+    def gpu_hour_usd(self) -> Optional[float]:
+        cost = (self.meta.get("scenario") or {}).get("cost") or {}
+        v = cost.get("gpu_hour_usd")
+        return float(v) if v is not None else None
+
+    # --- row selections -------------------------------------------------------------------------
+    def ok(self, stage: str = "total") -> pd.DataFrame:
+        """Rows measured successfully (status ok, finite positive latency) of one stage."""
+        r = self.results
+        m = (r["status"] == "ok") & (r["stage"] == stage) & np.isfinite(r["latency_ms"]) & (r["latency_ms"] > 0)
+        return r[m]
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.exists():
+        return pd.DataFrame(columns=columns)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    for c in columns:
+        if c not in df.columns:
+            df[c] = ""
+    return df
+
+
+def _typed_results(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    for c in NUMERIC:
+        df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
+    df["topk"] = df["topk"].astype("Int64")  # nullable: dense rows have no k
+    for c in ("batch", "context"):
+        df[c] = df[c].astype("Int64")
+    df["baseline"] = df["baseline"].astype(str).str.lower().isin(("true", "1", "yes"))
+    for c in ("implementation", "family", "backend", "phase", "stage", "status", "reason", "check",
+              "dtype", "indexer_dtype", "device"):
+        df[c] = df[c].astype(str)
+    df["is_reference"] = [_is_reference(name, check) for name, check in zip(df["implementation"], df["check"])]
+    return df
+
+
+def _is_reference(name: str, check: str) -> bool:
+    """A PyTorch reference (the correctness oracle): its `check` is 'reference', or the registry says so."""
+    if check == "reference":
+        return True
+    try:
+        from dsa_bench.registry import REGISTRY
+
+        impl = REGISTRY.get(name)
+        return bool(impl and impl.is_reference)
+    except Exception:  # noqa: BLE001 - the registry (torch) is optional for reporting
+        return False
+
+
+def load_run(run_dir: Path) -> Run:
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.csv").exists():
+        raise RunError(f"{run_dir}: not a run directory (no results.csv)")
+    notes: list[str] = []
+    meta: dict[str, Any] = {}
+    if (run_dir / "run.json").exists():
+        try:
+            meta = json.loads((run_dir / "run.json").read_text())
+        except json.JSONDecodeError as e:
+            notes.append(f"run.json is unreadable ({e}); environment unknown")
+    else:
+        notes.append("run.json is missing; environment unknown")
+    results = _typed_results(_read_csv(run_dir / "results.csv", RESULT_COLUMNS))
+    samples = _read_csv(run_dir / "samples.csv", SAMPLE_COLUMNS)
+    if len(samples):
+        samples["ms"] = pd.to_numeric(samples["ms"], errors="coerce")
+        for c in ("batch", "context", "topk"):
+            samples[c] = pd.to_numeric(samples[c].replace("", np.nan), errors="coerce").astype("Int64")
+    cost = None
+    cpath = run_dir / "cost_curves.csv"
+    if cpath.exists():
+        try:
+            cost = pd.read_csv(cpath)
+            missing = {"phase", "position_tokens", "usd_per_million_tokens"} - set(cost.columns)
+            if missing:
+                notes.append(f"cost_curves.csv lacks columns {sorted(missing)}; cost plot skipped")
+                cost = None
+        except Exception as e:  # noqa: BLE001
+            notes.append(f"cost_curves.csv is unreadable ({e}); cost plot skipped")
+    return Run(run_dir, meta, results, samples, cost, notes)
+
+
+# --- helpers shared by plots, fits and the crossover ------------------------------------------------
+
+def topk_label(k: Any) -> str:
+    return "-" if k is None or pd.isna(k) else str(int(k))
+
+
+def main_implementations(df: pd.DataFrame, family: str) -> list[str]:
+    """Implementations of a family worth comparing: non-references when there are any, else all."""
+    fam = df[df["family"] == family]
+    non_ref = fam[~fam["is_reference"]]
+    use = non_ref if len(non_ref) else fam
+    return list(dict.fromkeys(use["implementation"]))
+
+
+def dense_baselines(df: pd.DataFrame) -> list[str]:
+    """Dense implementations DSA is compared against: those flagged baseline, else non-reference dense."""
+    dense = df[df["family"] == "dense"]
+    flagged = dense[dense["baseline"] & ~dense["is_reference"]]
+    if len(flagged):
+        return list(dict.fromkeys(flagged["implementation"]))
+    return main_implementations(df, "dense")
+
+
+def best_dense(ok_total: pd.DataFrame) -> pd.DataFrame:
+    """Per (phase, batch, context): the fastest dense baseline's median latency, and which one it was."""
+    names = dense_baselines(ok_total)
+    d = ok_total[ok_total["implementation"].isin(names)].reset_index(drop=True)
+    if d.empty:
+        return pd.DataFrame(columns=["phase", "batch", "context", "dense_ms", "dense_impl", "dense_q1", "dense_q3"])
+    idx = d.groupby(["phase", "batch", "context"])["latency_ms"].idxmin()
+    best = d.loc[idx, ["phase", "batch", "context", "latency_ms", "implementation", "latency_ms_q1", "latency_ms_q3"]]
+    return best.rename(columns={"latency_ms": "dense_ms", "implementation": "dense_impl",
+                                "latency_ms_q1": "dense_q1", "latency_ms_q3": "dense_q3"}).reset_index(drop=True)

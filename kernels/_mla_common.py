@@ -1,0 +1,254 @@
+"""Triton MLA forward shared by sparse_mla (gathered latents) and dense_mla (all visible latents).
+
+MQA view: all H heads of one query token attend to the same latents, so a program takes a block of
+BLOCK_H heads as the M dimension of the matmuls and each gathered kv row is loaded once per head block.
+The 576-wide latent is split into the d_v (=512) part, which is both key and value, and the rope
+(=64) part, so every tile is a power of two and the value tile is the key tile already loaded.
+
+Split-K: when (query rows x head blocks) cannot fill the GPU (decode), the key range is cut into
+`num_splits` slices; each writes a normalised partial (out, lse) and a combine kernel merges them.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import _interpreter_compat  # noqa: F401  (NumPy 2.4 interpreter fix)
+from kernels._common import INTERPRET, next_pow2
+
+LOG2E = 1.4426950408889634
+MAX_SPLITS = 128
+MIN_BLOCKS_PER_SPLIT = 4  # keep a split long enough to amortise writing its [BLOCK_H, 512] partial
+
+
+@triton.jit
+def _mla_fwd_kernel(
+    Q, KV, IDX, O, LSE,
+    S, H, T, n_keys, q_start, keys_per_split, qk_scale,
+    stride_qb, stride_qs, stride_qh,
+    stride_kvb, stride_kvt,
+    stride_ib, stride_is,
+    stride_ob, stride_os, stride_oh, stride_osp,
+    stride_lb, stride_ls, stride_lh, stride_lsp,
+    D_V: tl.constexpr, D_ROPE: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_DR: tl.constexpr,
+    GATHER: tl.constexpr, SPLIT: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+):
+    row = tl.program_id(0)  # b * S + s
+    hb = tl.program_id(1)
+    sp = tl.program_id(2)
+    b = row // S
+    s = row % S
+    b64 = b.to(tl.int64)
+    s64 = s.to(tl.int64)
+
+    offs_h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
+    mask_h = offs_h < H
+    offs_dv = tl.arange(0, BLOCK_DV)
+    mask_dv = offs_dv < D_V
+    offs_dr = tl.arange(0, BLOCK_DR)
+    mask_dr = offs_dr < D_ROPE
+
+    q_ptr = Q + b64 * stride_qb + s64 * stride_qs + offs_h[:, None] * stride_qh
+    q_nope = tl.load(q_ptr + offs_dv[None, :], mask=mask_h[:, None] & mask_dv[None, :], other=0.0)
+    q_rope = tl.load(q_ptr + D_V + offs_dr[None, :], mask=mask_h[:, None] & mask_dr[None, :], other=0.0)
+    if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 is exact
+        q_nope = q_nope.to(tl.float32)
+        q_rope = q_rope.to(tl.float32)
+
+    lo = sp * keys_per_split
+    if GATHER:
+        hi = tl.minimum(lo + keys_per_split, n_keys)
+    else:  # causal: query s sits at q_start + s and sees tokens <= that
+        hi = tl.minimum(lo + keys_per_split, tl.minimum(q_start + s + 1, T))
+
+    m_i = tl.full([BLOCK_H], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_H], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_DV], dtype=tl.float32)
+    kv_base = KV + b64 * stride_kvb
+    idx_base = IDX + b64 * stride_ib + s64 * stride_is
+    for n0 in range(lo, hi, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        if GATHER:
+            tok = tl.load(idx_base + offs_n, mask=offs_n < hi, other=-1)
+            valid = (tok >= 0) & (tok < T)  # -1 = empty; out-of-range ignored rather than read
+            tok = tl.where(valid, tok, 0)
+        else:
+            valid = offs_n < hi
+            tok = offs_n
+        kv_ptr = kv_base + tok.to(tl.int64)[:, None] * stride_kvt
+        k_nope = tl.load(kv_ptr + offs_dv[None, :], mask=valid[:, None] & mask_dv[None, :], other=0.0)
+        k_rope = tl.load(kv_ptr + D_V + offs_dr[None, :], mask=valid[:, None] & mask_dr[None, :], other=0.0)
+        if UPCAST_DOT:
+            k_nope = k_nope.to(tl.float32)
+            k_rope = k_rope.to(tl.float32)
+        qk = tl.dot(q_nope, tl.trans(k_nope), input_precision=DOT_PREC)
+        qk = tl.dot(q_rope, tl.trans(k_rope), qk, input_precision=DOT_PREC)
+        qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))  # log2 units
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # all-masked so far: avoid inf - inf
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(qk - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(k_nope.dtype), k_nope, acc * alpha[:, None], input_precision=DOT_PREC)
+        m_i = m_new
+
+    has = l_i > 0.0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse2 = tl.where(has, m_i + tl.log2(tl.where(has, l_i, 1.0)), float("-inf"))
+    o_ptr = O + b64 * stride_ob + s64 * stride_os + sp * stride_osp + offs_h[:, None] * stride_oh
+    tl.store(o_ptr + offs_dv[None, :], out.to(O.dtype.element_ty), mask=mask_h[:, None] & mask_dv[None, :])
+    l_ptr = LSE + b64 * stride_lb + s64 * stride_ls + sp * stride_lsp + offs_h * stride_lh
+    if SPLIT:  # partials keep log2 units; the combine converts
+        tl.store(l_ptr, lse2, mask=mask_h)
+    else:
+        tl.store(l_ptr, lse2 * 0.6931471805599453, mask=mask_h)
+
+
+@triton.jit
+def _mla_combine_kernel(
+    PO, PL, O, LSE,
+    S, H, n_splits,
+    stride_ob, stride_os, stride_oh,
+    stride_lb, stride_ls, stride_lh,
+    D_V: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_SP: tl.constexpr, BLOCK_ALL: tl.constexpr,
+):
+    """One program per (row, head): out = sum_j w_j o_j / sum_j w_j with w_j = 2^(lse2_j - max)."""
+    pid = tl.program_id(0)
+    row = pid // H
+    h = pid % H
+    b64 = (row // S).to(tl.int64)
+    s64 = (row % S).to(tl.int64)
+    base = pid.to(tl.int64) * n_splits  # partials are contiguous [B*S*H, n_splits, (D_V)]
+    offs_all = tl.arange(0, BLOCK_ALL)
+    lse_all = tl.load(PL + base + offs_all, mask=offs_all < n_splits, other=float("-inf"))
+    m = tl.max(lse_all, 0)
+    m_use = tl.where(m == float("-inf"), 0.0, m)
+    denom = tl.sum(tl.exp2(lse_all - m_use), 0)
+
+    offs_d = tl.arange(0, BLOCK_DV)
+    mask_d = offs_d < D_V
+    acc = tl.zeros([BLOCK_DV], dtype=tl.float32)
+    for j0 in range(0, n_splits, BLOCK_SP):
+        offs_j = j0 + tl.arange(0, BLOCK_SP)
+        mask_j = offs_j < n_splits
+        w = tl.exp2(tl.load(PL + base + offs_j, mask=mask_j, other=float("-inf")) - m_use)
+        o = tl.load(PO + (base + offs_j)[:, None] * D_V + offs_d[None, :],
+                    mask=mask_j[:, None] & mask_d[None, :], other=0.0)
+        acc += tl.sum(w[:, None] * o, 0)
+
+    has = denom > 0.0
+    out = acc / tl.where(has, denom, 1.0)
+    lse = tl.where(has, (m_use + tl.log2(tl.where(has, denom, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(O + b64 * stride_ob + s64 * stride_os + h * stride_oh + offs_d, out.to(O.dtype.element_ty), mask=mask_d)
+    tl.store(LSE + b64 * stride_lb + s64 * stride_ls + h * stride_lh, lse)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 4  # interpreter: any small number; tests force num_splits explicitly
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def mla_config(H: int, dtype: torch.dtype) -> dict:
+    """Tile sizes, from a sweep on an H200 (bf16, H=128, D=576): 64 heads x 64 tokens, 8 warps, 2 stages.
+
+    The [64, 512] fp32 accumulator is 128 registers a thread over 8 warps (4 warps spill: ~4x slower);
+    BLOCK_H=32/4 warps was about as fast but gathers every kv row twice as often. fp32 inputs (a
+    correctness path) take 4-byte tiles, so smaller ones keep shared memory under the 227 KB limit.
+    The interpreter uses BLOCK_N=32 so that small test shapes still cover multi-block loops and splits.
+    """
+    block_h = min(64, max(16, next_pow2(H)))
+    if dtype == torch.float32 and not INTERPRET:
+        return dict(BLOCK_H=min(block_h, 32), BLOCK_N=16, num_warps=4, num_stages=1)
+    return dict(BLOCK_H=block_h, BLOCK_N=32 if INTERPRET else 64,
+                num_warps=8 if block_h >= 64 else 4, num_stages=2)
+
+
+def choose_splits(programs: int, n_blocks: int, device: torch.device) -> int:
+    """Split the key range only when the unsplit grid leaves SMs idle, and stay within one wave
+    (a program holds most of an SM's registers, so a second partial wave would be a long tail)."""
+    sms = num_sms(device)
+    return max(1, min(sms // programs, n_blocks // MIN_BLOCKS_PER_SPLIT, MAX_SPLITS))
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
+    """Launch the MLA forward (+ combine when split). indices=None means dense causal attention."""
+    B, S, H, D = q.shape
+    T = kv.shape[1]
+    q, kv = _last_dim_contiguous(q), _last_dim_contiguous(kv)
+    gather = indices is not None
+    if gather:
+        indices = _last_dim_contiguous(indices)
+    if out is None:
+        out = torch.empty(B, S, H, d_v, dtype=q.dtype, device=q.device)
+    if lse is None:
+        lse = torch.empty(B, S, H, dtype=torch.float32, device=q.device)
+    N = B * S
+    if N == 0 or H == 0:
+        return out, lse
+
+    cfg = mla_config(H, q.dtype)
+    block_n = cfg["BLOCK_N"]
+    n_keys = indices.shape[2] if gather else T
+    n_blocks = triton.cdiv(n_keys, block_n)
+    head_blocks = triton.cdiv(H, cfg["BLOCK_H"])
+    if num_splits is None:
+        num_splits = choose_splits(N * head_blocks, n_blocks, q.device)
+    elif isinstance(num_splits, bool) or not isinstance(num_splits, int) or num_splits < 1:
+        raise ValueError(f"num_splits: expected a positive int or None, got {num_splits!r}")
+    # Whole BLOCK_N blocks per split, and no split left without keys.
+    blocks_per_split = max(1, triton.cdiv(n_blocks, min(num_splits, max(1, n_blocks))))
+    keys_per_split = blocks_per_split * block_n
+    splits = max(1, triton.cdiv(n_keys, keys_per_split))
+
+    if splits == 1:
+        o_t, l_t = out, lse
+        o_strides = (*out.stride()[:3], 0)
+        l_strides = (*lse.stride(), 0)
+    else:
+        o_t = torch.empty(B, S, H, splits, d_v, dtype=torch.float32, device=q.device)
+        l_t = torch.empty(B, S, H, splits, dtype=torch.float32, device=q.device)
+        o_strides = (o_t.stride(0), o_t.stride(1), o_t.stride(2), o_t.stride(3))
+        l_strides = l_t.stride()
+    idx_t = indices if gather else q  # dummy pointer when not gathering
+    idx_strides = indices.stride()[:2] if gather else (0, 0)
+
+    _mla_fwd_kernel[(N, head_blocks, splits)](
+        q, kv, idx_t, o_t, l_t,
+        S, H, T, n_keys, q_start, keys_per_split, scale * LOG2E,
+        q.stride(0), q.stride(1), q.stride(2),
+        kv.stride(0), kv.stride(1),
+        *idx_strides,
+        *o_strides,
+        *l_strides,
+        D_V=d_v, D_ROPE=D - d_v,
+        BLOCK_H=cfg["BLOCK_H"], BLOCK_N=block_n,
+        BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_DR=max(16, next_pow2(D - d_v)),
+        GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=INTERPRET,
+        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+    )
+    if splits > 1:
+        _mla_combine_kernel[(N * H,)](
+            o_t, l_t, out, lse,
+            S, H, splits,
+            out.stride(0), out.stride(1), out.stride(2),
+            lse.stride(0), lse.stride(1), lse.stride(2),
+            D_V=d_v, BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_SP=16, BLOCK_ALL=max(16, next_pow2(splits)),
+            num_warps=4,
+        )
+    return out, lse

@@ -1,0 +1,145 @@
+"""The measurement engine on the CPU: statuses, metrics, stage rows and resume after a crash."""
+import math
+
+import pytest
+import torch
+
+from dsa_bench import runner
+from dsa_bench.registry import REGISTRY, Implementation, Prepared
+from dsa_bench.scenario import parse_scenario
+from dsa_bench.store import row_key
+
+DEV = torch.device("cpu")
+
+
+def scenario(impls, **over):
+    d = {
+        "name": "t", "model": "tiny", "phase": "decode", "decode_tokens": 2, "implementations": impls,
+        "sweep": {"context": [37, 70], "topk": [16, 128], "batch": [2]},
+        "measure": {"warmup_ms": 0, "min_samples": 3, "max_samples": 4, "min_time_ms": 0, "max_time_ms": 100},
+    }
+    d.update(over)
+    return parse_scenario(d)
+
+
+@pytest.fixture
+def fake_impls():
+    """Implementations that fail in known ways; removed from the registry afterwards."""
+    import kernels.reference as ref
+
+    def wrong(w):
+        q, kv = w.mla_inputs()
+        return Prepared(run=lambda: ref.dense_mla(q, kv, sm_scale=w.model.sm_scale, d_v=w.model.kv_lora_rank,
+                                                  q_start=w.q_start)[0] * 1.5)
+
+    def boom(w):
+        raise RuntimeError("kernel exploded\nsecond line")
+
+    def oom(w):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    both = frozenset({"prefill", "decode"})
+    added = [
+        Implementation("test-wrong", "dense", "torch", both, wrong),
+        Implementation("test-boom", "dsa", "torch", both, boom),
+        Implementation("test-oom", "dense", "torch", both, oom),
+    ]
+    for impl in added:
+        REGISTRY[impl.name] = impl
+    yield [i.name for i in added]
+    for impl in added:
+        REGISTRY.pop(impl.name)
+
+
+def run(s, tmp_path, done=frozenset(), store=None, **kw):
+    if store is None:
+        store, done = runner.start_run(s, scenario_file=None, device=DEV, out_root=tmp_path, resume=False)
+    return runner.Runner(s, DEV, store, **kw).run(done), store
+
+
+def test_plan_measures_dense_once_per_context():
+    tasks = runner.plan(scenario(["dense-torch", "dsa-torch"]))
+    dense = [t for t in tasks if t.impl.name == "dense-torch"]
+    dsa = [t for t in tasks if t.impl.name == "dsa-torch"]
+    assert len(dense) == 2 and all(t.point.topk is None for t in dense)
+    assert len(dsa) == 4
+
+
+def test_statuses_are_recorded_and_sweep_goes_on(tmp_path, fake_impls):
+    res, store = run(scenario(["dense-torch"] + fake_impls), tmp_path)
+    rows = [r for r in store.rows() if r["stage"] == "total"]
+    by = {}
+    for r in rows:
+        by.setdefault(r["implementation"], set()).add(r["status"])
+    assert by["dense-torch"] == {"ok"}
+    assert by["test-wrong"] == {"wrong"}
+    assert by["test-boom"] == {"error"}
+    assert by["test-oom"] == {"oom"}
+    wrong = next(r for r in rows if r["implementation"] == "test-wrong")
+    assert wrong["latency_ms"] == "" and float(wrong["rel_err"]) > 0.4 and "tolerance" in wrong["reason"]
+    boom = next(r for r in rows if r["implementation"] == "test-boom")
+    assert boom["reason"] == "RuntimeError: kernel exploded"
+
+
+def test_ok_rows_have_uniform_metrics_and_stages(tmp_path):
+    res, store = run(scenario(["dsa-torch", "dense-torch"]), tmp_path)
+    rows = store.rows()
+    total = [r for r in rows if r["stage"] == "total"]
+    assert all(r["status"] == "ok" for r in rows)
+    for r in total:
+        lat = float(r["latency_ms"])
+        assert float(r["latency_ms_q1"]) <= lat <= float(r["latency_ms_q3"])
+        assert int(r["samples"]) >= 3
+        assert math.isclose(float(r["tflops"]), float(r["flops"]) / (lat / 1e3) / 1e12, rel_tol=1e-3)
+        assert math.isclose(float(r["gbps"]), float(r["bytes"]) / (lat / 1e3) / 1e9, rel_tol=1e-3)
+        assert r["check"] == "reference"
+    stages = {r["stage"] for r in rows if r["implementation"] == "dsa-torch"}
+    assert stages == {"total", "indexer", "topk", "sparse_mla"}
+
+
+def test_flops_count_only_valid_indices(tmp_path):
+    # k = 128 > context 37: every visible token is selected, so sparse FLOPs equal dense MLA FLOPs.
+    from dsa_bench.workload import Point, Workload
+
+    s = scenario(["dsa-torch"])
+    w = Workload(s.model, Point("decode", 2, 37, 128), DEV, decode_tokens=2)
+    assert w.selected_pairs == w.visible_pairs == 2 * (36 + 37)
+    assert w.work("sparse_mla")[0] == w.work("dense_mla")[0]
+    w16 = Workload(s.model, Point("decode", 2, 37, 16), DEV, decode_tokens=2)
+    assert w16.selected_pairs == 2 * 2 * 16
+
+
+def test_triton_rows_are_checked_against_reference(tmp_path):
+    res, store = run(scenario(["dense-triton", "dsa-triton"], sweep={"context": [37], "topk": [16], "batch": [2]}), tmp_path)
+    total = [r for r in store.rows() if r["stage"] == "total"]
+    assert {r["status"] for r in total} == {"ok"}, [(r["implementation"], r["reason"]) for r in total]
+    assert {r["check"] for r in total} == {"passed"}
+    assert all(float(r["rel_err"]) < runner.TOLERANCE["bf16"] for r in total)
+
+
+def test_resume_after_crash_loses_nothing_and_redoes_nothing(tmp_path):
+    s = scenario(["dense-torch", "dsa-torch"])
+    n_tasks = len(runner.plan(s))
+
+    def crash_after_three(task, i, total):
+        if i == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(s, tmp_path, on_progress=crash_after_three)
+    store, done = runner.start_run(s, scenario_file=None, device=DEV, out_root=tmp_path, resume=True)
+    assert len(done) == 3
+    before = store.rows()
+    res, store = run(s, tmp_path, done=done, store=store)
+    assert res.skipped_done == 3
+    rows = store.rows()
+    assert rows[: len(before)] == before  # finished points kept untouched
+    keys = [row_key(r) for r in rows if r["stage"] == "total"]
+    assert len(keys) == len(set(keys)) == n_tasks
+
+
+def test_resume_refuses_a_changed_scenario(tmp_path):
+    run(scenario(["dense-torch"]), tmp_path)
+    changed = scenario(["dense-torch"], sweep={"context": [40]})
+    with pytest.raises(ValueError, match="different scenario"):
+        runner.start_run(changed, scenario_file=None, device=DEV, out_root=tmp_path, resume=True)
