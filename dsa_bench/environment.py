@@ -23,7 +23,11 @@ def _git(*args: str) -> str | None:
 
 def git_info() -> dict[str, Any]:
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+    commit = _git("rev-parse", "HEAD")
+    if commit is None and os.environ.get("DSA_BENCH_GIT_COMMIT"):
+        # A copy of the tree without .git (e.g. shipped to a GPU machine): the shipper names the commit.
+        return {"commit": os.environ["DSA_BENCH_GIT_COMMIT"], "dirty": None, "source": "DSA_BENCH_GIT_COMMIT"}
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def _gpu_info(device: torch.device) -> dict[str, Any]:
