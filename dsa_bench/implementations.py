@@ -50,9 +50,25 @@ def _sdpa(w: Workload) -> Prepared:
 
 # --- DSA ---------------------------------------------------------------------------------------
 
+class _TorchTopk:
+    """The Triton kernels with top-k swapped for torch.topk: the baseline the top-k kernel is measured against."""
+
+    def __getattr__(self, name):
+        import kernels
+        from kernels.topk import topk_indices_torch
+
+        if name == "topk_indices":
+            return topk_indices_torch
+        if name == "dsa_attention":
+            from kernels.dsa import make_dsa_attention
+
+            return make_dsa_attention(kernels.lightning_indexer, topk_indices_torch, kernels.sparse_mla)
+        return getattr(kernels, name)
+
+
 def _dsa(backend: str):
     def prepare(w: Workload) -> Prepared:
-        k, m = _kernels(backend), w.model
+        k, m = (_TorchTopk() if backend == "triton-torchtopk" else _kernels(backend)), w.model
         q, kv = w.mla_inputs()
         iq, iw, ik, iks = w.indexer_inputs()
         args = dict(topk_tokens=w.topk, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, index_k_scale=iks,
@@ -122,6 +138,10 @@ register(Implementation(
 register(Implementation(
     "dsa-triton", "dsa", "triton", BOTH, _dsa("triton"),
     "Triton DSA: fused lightning indexer -> radix-select top-k -> sparse MLA (gather in-kernel, split-K decode)",
+))
+register(Implementation(
+    "dsa-triton-torchtopk", "dsa", "triton", BOTH, _dsa("triton-torchtopk"),
+    "dsa-triton with torch.topk in place of the Triton top-k kernel (to measure that kernel against it)",
 ))
 register(Implementation(
     "dsa-torch", "dsa", "torch", BOTH, _dsa("torch"),
