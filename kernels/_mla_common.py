@@ -10,7 +10,6 @@ Split-K: when (query rows x head blocks) cannot fill the GPU (decode), the key r
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -18,7 +17,7 @@ import triton
 import triton.language as tl
 
 from kernels import _interpreter_compat  # noqa: F401  (NumPy 2.4 interpreter fix)
-from kernels._common import INTERPRET, next_pow2
+from kernels._common import INTERPRET, next_pow2, num_sms
 
 LOG2E = 1.4426950408889634
 MAX_SPLITS = 128
@@ -146,17 +145,6 @@ def _mla_combine_kernel(
     lse = tl.where(has, (m_use + tl.log2(tl.where(has, denom, 1.0))) * 0.6931471805599453, float("-inf"))
     tl.store(O + b64 * stride_ob + s64 * stride_os + h * stride_oh + offs_d, out.to(O.dtype.element_ty), mask=mask_d)
     tl.store(LSE + b64 * stride_lb + s64 * stride_ls + h * stride_lh, lse)
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
-def num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 4  # interpreter: any small number; tests force num_splits explicitly
-    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def mla_config(H: int, dtype: torch.dtype) -> dict:

@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import INTERPRET, next_pow2
+from kernels._common import INTERPRET, next_pow2, num_sms
 from kernels._indexer_args import check_indexer_args
 
 BLOCK_T = 256  # keys per program: the M of every dot
@@ -74,12 +74,6 @@ def _indexer_kernel(
         tl.store(o_ptr + b * sob + s.to(tl.int64) * sos + offs_t * sot, sc, mask=t_ok & s_ok)
 
 
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
-
-
 def lightning_indexer(
     q: torch.Tensor,
     weights: torch.Tensor,
@@ -101,7 +95,7 @@ def lightning_indexer(
     n_t = triton.cdiv(d.T, BLOCK_T)
     # As many queries per program as keep ~4 programs per SM (more reuse of the key tile).
     s_per_prog = min(MAX_S_PER_PROG, next_pow2(d.S))
-    while s_per_prog > 1 and d.B * n_t * triton.cdiv(d.S, s_per_prog) < 4 * _num_sms(q.device):
+    while s_per_prog > 1 and d.B * n_t * triton.cdiv(d.S, s_per_prog) < 4 * num_sms(q.device):
         s_per_prog //= 2
     grid = (n_t, triton.cdiv(d.S, s_per_prog), d.B)
 

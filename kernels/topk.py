@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._common import num_sms
 from kernels._indexer_args import check_topk_args
 from kernels.reference.topk import topk_rows
 
@@ -140,12 +141,6 @@ def _topk_kernel(
         p0 += BLOCK
 
 
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
-
-
 def _shift_args(bits: int) -> dict:
     """Digit shifts, most significant first; the last digit overlaps already fixed bits if needed."""
     shifts = list(range(32 - bits, 0, -bits)) + [0]
@@ -184,7 +179,7 @@ def topk_indices(
     if out.stride(2) != 1:  # the kernel writes slots of a row contiguously
         out.copy_(topk_indices(scores, topk, splits=splits))
         return out
-    sms = _num_sms(scores.device)
+    sms = num_sms(scores.device)
     if splits is None:
         splits = _auto_splits(rows, T, topk, sms)
     splits = max(1, min(int(splits), T))
