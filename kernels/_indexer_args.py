@@ -46,11 +46,13 @@ def check_indexer_args(q, weights, k, k_scale, q_start, out, *, triton: bool) ->
     return IndexerDims(B, S, Hi, Di, T, resolve_q_start(q_start, S, T))
 
 
-def check_topk_args(scores, topk, out, *, triton: bool) -> tuple[int, int, int]:
+def check_topk_args(scores, topk, out, *, triton: bool, q_start=None) -> tuple[int, int, int]:
     check_tensor("scores", scores, ndim=3, dtypes=(torch.float32,))
     if not isinstance(topk, int) or isinstance(topk, bool) or topk <= 0:
         raise ValueError(f"topk: expected a positive int, got {topk!r}")
     B, S, T = scores.shape
+    if q_start is not None:
+        resolve_q_start(q_start, S, T)  # an int >= 0 (rows past T simply see all of T)
     if out is not None:
         check_tensor("out", out, ndim=3, dtypes=(torch.int32,), shape=(B, S, topk))
     check_same_device(scores=scores, out=out)

@@ -1,15 +1,24 @@
-"""Top-k indices of each score row by radix select in Triton (no sort), plus the torch.topk baseline.
+"""Top-k indices of each score row in Triton: sample, filter once, radix-select the few survivors.
 
-Scores map to uint32 keys whose unsigned order is the float order. One program per row:
-  1. 32 / RADIX_BITS passes over the row, each building a histogram (tl.histogram) of the next digit
-     over the finite keys that match the digits fixed so far, and fixing the digit in which the k-th
-     largest key falls. After the last pass `thr` is exactly the k-th largest key and `k_eq` is how
-     many keys equal to it must be taken.
-  2. One pass writing the positions of keys > thr, then the first k_eq keys == thr (row order), at
-     output slots counted with tl.cumsum; slots past the number of finite scores get -1.
--inf (and NaN) never count. When there are few rows and long ones (decode), each row is split into
-segments that select their own top-k candidates (indices and values) in parallel, and a second launch
-selects from the SPLITS * topk candidates: the union of segment top-ks contains the row's top-k.
+Scores map to uint32 keys whose unsigned order is the float order (-inf and NaN never count). Per row
+(or row segment), one program:
+  1. reads a sample of SAMPLE_CHUNKS x SAMPLE_WIDTH scores spread over the row (whole 128-byte lines)
+     and finds, in registers, the sample key whose rank predicts ~OVERSAMPLE * k row keys above it;
+  2. reads the row once, appending every key >= that threshold (value and index) to a per-program
+     scratch list of CAP entries (in L2), slots counted with tl.cumsum;
+  3. if the list holds between k and CAP keys (or every finite key), radix-selects the k-th key on the
+     list (4-bit digits, tl.histogram; a few KB, so the eight passes are cheap) and writes the keys
+     above it, then the first keys equal to it; otherwise (a skewed sample, heavy ties) it falls back
+     to the same radix select over the whole row, which is always right and 9 row reads slow.
+So a long row costs one read plus the sample. Rows shorter than CAP go straight to the radix select.
+With `q_start`, row i only reads its visible prefix [0, q_start + i] (causal prefill: half the bytes).
+
+Few long rows (decode): each row is cut into segments that select their own top-k (values kept), and
+a second launch selects from the segments' candidates (the union of segment top-ks holds the row's).
+
+History, H200, [4096 x 131072] fp32 rows, k = 2048: the previous kernel (eight 4-bit histogram passes
+over the row, then a write pass) took 11.2 ms against torch.topk's 6.2 ms; 11-bit digits (3 passes)
+were slower still (tl.histogram's cost grows with its bins). The new kernel's numbers are in the README.
 """
 from __future__ import annotations
 
@@ -24,14 +33,11 @@ from kernels._indexer_args import check_topk_args
 from kernels.reference.topk import topk_rows
 
 BLOCK = 4096  # scores per loop step
-# Digit width. tl.histogram's cost per element grows with its bins (ballot per bit, then each lane
-# popcounts its bins), so narrow digits win despite more passes. Measured on an H200 (2048 rows of
-# 32K / 128K scores, topk 2048): 4 bits 1.37 / 5.6 ms, 6 bits 1.42 / 5.5, 8 bits 1.58 / 6.6,
-# 11 bits 6.3 / 25.7 ms.
-RADIX_BITS = 4
-# Many programs: small ones overlap well. Few programs (decode): wide ones finish each row sooner
-# (4 rows of 128K: 16 warps 110 us, 4 warps 187 us).
-NUM_WARPS_MANY, NUM_WARPS_FEW = 4, 16
+RADIX_BITS = 4  # digit width: tl.histogram costs grow with bins (4 bits measured best, see history)
+SAMPLE_CHUNKS, SAMPLE_WIDTH = 128, 32  # 4096 sampled scores in 128-byte runs
+OVERSAMPLE = 1.5  # aim the filter at 1.5 k + 128 survivors: k is missed only ~4 sigma off
+PROGRAMS_PER_SM = 4  # persistent programs, each owning CAP scratch entries
+NUM_WARPS_MANY, NUM_WARPS_FEW = 4, 16  # few programs (decode): wide ones finish a row sooner
 _INT32_MIN = tl.constexpr(-(2**31))
 
 
@@ -43,77 +49,113 @@ def _keys(x):
 
 
 @triton.jit
-def _radix_pass(x_row, sxt, n, prefix, k_rem, SHIFT: tl.constexpr, MATCH: tl.constexpr,
-                NBINS: tl.constexpr, BLOCK: tl.constexpr):
-    """Histogram the digit at SHIFT of the finite keys whose bits >= MATCH equal prefix's; fix that digit."""
-    hist = tl.zeros((NBINS,), tl.int32)
-    t0 = n * 0
-    while t0 < n:  # `while`, not range(): the interpreter cannot range() over runtime scalars
-        offs = t0 + tl.arange(0, BLOCK)
-        x = tl.load(x_row + offs * sxt, mask=offs < n, other=float("-inf"))
-        key = _keys(x)
-        cand = x > float("-inf")
-        if MATCH < 32:
-            cand = cand & ((key >> MATCH) == (prefix >> MATCH))
-        digit = ((key >> SHIFT) & (NBINS - 1)).to(tl.int32)
-        hist += tl.histogram(digit, NBINS, mask=cand)
-        t0 += BLOCK
-    # Highest bin whose count of candidates at or above it still reaches k_rem holds the k-th key.
+def _pick_digit(hist, prefix, k_rem, SHIFT: tl.constexpr, NBINS: tl.constexpr):
+    """Fix the digit at SHIFT: the highest bin whose count at-or-above still reaches k_rem."""
     bins = tl.arange(0, NBINS)
     at_or_above = tl.cumsum(hist, 0, reverse=True)
     sel = tl.max(tl.where(at_or_above >= k_rem, bins, 0), 0)
     above = tl.sum(tl.where(bins > sel, hist, 0), 0)
-    return prefix | (sel.to(tl.uint32) << SHIFT), k_rem - above, tl.sum(hist, 0)
+    return prefix | (sel.to(tl.uint32) << SHIFT), k_rem - above
 
 
 @triton.jit
-def _topk_kernel(
-    x_ptr, map_ptr, oi_ptr, ov_ptr,
-    S, L, seg, K,
-    sxb, sxs, sxt, smb, sms, smt, sob, sos, soj,
-    BLOCK: tl.constexpr, HAS_MAP: tl.constexpr, WRITE_VALUES: tl.constexpr, NBINS: tl.constexpr,
-    S0: tl.constexpr, S1: tl.constexpr, S2: tl.constexpr, S3: tl.constexpr,
-    S4: tl.constexpr, S5: tl.constexpr, S6: tl.constexpr, S7: tl.constexpr,
-):
-    row = tl.program_id(0)
-    j = tl.program_id(1)
-    b = (row // S).to(tl.int64)
-    s = (row % S).to(tl.int64)
-    start = j * seg
-    n = tl.minimum(seg, L - start)  # this program's segment [start, start + n) of the row
-    x_row = x_ptr + b * sxb + s * sxs + start.to(tl.int64) * sxt
-    o_off = b * sob + s * sos + j * soj
+def _rank_key_in_block(key, valid, r, RADIX_BITS: tl.constexpr):
+    """The r-th largest of the valid keys of a register tensor (r <= number valid)."""
+    NBINS: tl.constexpr = 1 << RADIX_BITS
+    prefix = (r * 0).to(tl.uint32)
+    k_rem = r
+    for i in tl.static_range(32 // RADIX_BITS):
+        SHIFT: tl.constexpr = 32 - RADIX_BITS * (i + 1)
+        cand = valid
+        if i > 0:
+            cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
+        hist = tl.histogram(((key >> SHIFT) & (NBINS - 1)).to(tl.int32), NBINS, mask=cand)
+        prefix, k_rem = _pick_digit(hist, prefix, k_rem, SHIFT, NBINS)
+    return prefix
 
-    # Radix passes, most significant digit first; S_i = -1 marks an unused pass.
-    prefix = (n * 0).to(tl.uint32)  # from n, a tensor: K may arrive as a Python int (topk=1 is specialized)
-    prefix, k_rem, n_valid = _radix_pass(x_row, sxt, n, prefix, K, S0, 32, NBINS, BLOCK)
-    if S1 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S1, S0, NBINS, BLOCK)
-    if S2 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S2, S1, NBINS, BLOCK)
-    if S3 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S3, S2, NBINS, BLOCK)
-    if S4 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S4, S3, NBINS, BLOCK)
-    if S5 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S5, S4, NBINS, BLOCK)
-    if S6 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S6, S5, NBINS, BLOCK)
-    if S7 >= 0:
-        prefix, k_rem, _ = _radix_pass(x_row, sxt, n, prefix, k_rem, S7, S6, NBINS, BLOCK)
+
+@triton.jit
+def _radix_select(v_ptr, sv, n, K, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr):
+    """Over the n scores at v_ptr (stride sv): (k-th largest finite key, how many keys equal to it to
+    take, number of finite keys). Every pass re-reads the n scores."""
+    NBINS: tl.constexpr = 1 << RADIX_BITS
+    prefix = (n * 0).to(tl.uint32)
+    k_rem = K + n * 0  # K may arrive as a Python int (topk = 1 is specialised)
+    n_valid = n * 0
+    for i in tl.static_range(32 // RADIX_BITS):
+        SHIFT: tl.constexpr = 32 - RADIX_BITS * (i + 1)
+        hist = tl.zeros((NBINS,), tl.int32)
+        t0 = n * 0
+        while t0 < n:  # `while`, not range(): the interpreter cannot range() over runtime scalars
+            offs = t0 + tl.arange(0, BLOCK)
+            x = tl.load(v_ptr + offs * sv, mask=offs < n, other=float("-inf"))
+            key = _keys(x)
+            cand = x > float("-inf")
+            if i > 0:
+                cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
+            hist += tl.histogram(((key >> SHIFT) & (NBINS - 1)).to(tl.int32), NBINS, mask=cand)
+            t0 += BLOCK
+        if i == 0:
+            n_valid = tl.sum(hist, 0)
+        prefix, k_rem = _pick_digit(hist, prefix, k_rem, SHIFT, NBINS)
     # Fewer finite keys than K: take them all (every finite key is > 0 as a uint32 key).
     take_all = n_valid <= K
-    thr = tl.where(take_all, 0, prefix)
-    k_eq = tl.where(take_all, 0, k_rem)
-    n_sel = tl.minimum(n_valid, K)
-    n_gt = n_sel - k_eq
+    return tl.where(take_all, 0, prefix), tl.where(take_all, 0, k_rem), n_valid
 
+
+@triton.jit
+def _sample_threshold(v_ptr, sv, n, target,
+                      NCH: tl.constexpr, WIDTH: tl.constexpr, RADIX_BITS: tl.constexpr):
+    """A key such that about `target` of the n row keys are >= it, from NCH runs of WIDTH scores
+    (n >= NCH * WIDTH). 0 (= every finite key) when the sample has too few finite keys."""
+    step = n // NCH
+    pos = tl.arange(0, NCH)[:, None] * step + tl.arange(0, WIDTH)[None, :]
+    xs = tl.reshape(tl.load(v_ptr + pos * sv), (NCH * WIDTH,))
+    fin = xs > float("-inf")
+    r = tl.maximum((target * (NCH * WIDTH) + n - 1) // n, 1)
+    n_fin = tl.sum(fin.to(tl.int32), 0)
+    thr = (r * 0).to(tl.uint32)
+    if r <= n_fin:
+        thr = _rank_key_in_block(_keys(xs), fin, tl.minimum(r, n_fin), RADIX_BITS)
+    return thr
+
+
+@triton.jit
+def _filter(v_ptr, sv, m_ptr, sm, HAS_MAP: tl.constexpr, base, n, thr, cv_ptr, ci_ptr,
+            CAP: tl.constexpr, BLOCK: tl.constexpr):
+    """Append (value, index) of every finite key >= thr to the scratch list; returns how many there
+    were (entries past CAP are counted, not stored)."""
+    count = n * 0
+    t0 = n * 0
+    while t0 < n:
+        offs = t0 + tl.arange(0, BLOCK)
+        x = tl.load(v_ptr + offs * sv, mask=offs < n, other=float("-inf"))
+        keep = (x > float("-inf")) & (_keys(x) >= thr)
+        k32 = keep.to(tl.int32)
+        pos = count + tl.cumsum(k32, 0) - 1
+        st = keep & (pos < CAP)
+        if HAS_MAP:
+            idx = tl.load(m_ptr + offs * sm, mask=st, other=-1)
+        else:
+            idx = base + offs
+        tl.store(cv_ptr + pos, x, mask=st)
+        tl.store(ci_ptr + pos, idx, mask=st)
+        count += tl.sum(k32, 0)
+        t0 += BLOCK
+    return count
+
+
+@triton.jit
+def _write_selected(v_ptr, sv, i_ptr, si, use_map, base, n, thr, k_eq, n_sel, K,
+                    oi_ptr, ov_ptr, WRITE_VALUES: tl.constexpr, BLOCK: tl.constexpr):
+    """Write the keys > thr, then the first k_eq keys == thr (row order), then -1 up to K slots."""
+    n_gt = n_sel - k_eq
     seen_gt = k_eq * 0
     seen_eq = k_eq * 0
     t0 = n * 0
     while t0 < n:
         offs = t0 + tl.arange(0, BLOCK)
-        x = tl.load(x_row + offs * sxt, mask=offs < n, other=float("-inf"))
+        x = tl.load(v_ptr + offs * sv, mask=offs < n, other=float("-inf"))
         key = _keys(x)
         finite = x > float("-inf")
         gt = (finite & (key > thr)).to(tl.int32)
@@ -121,13 +163,10 @@ def _topk_kernel(
         rank_eq = seen_eq + tl.cumsum(eq, 0) - 1
         take = (gt != 0) | ((eq != 0) & (rank_eq < k_eq))
         pos = tl.where(gt != 0, seen_gt + tl.cumsum(gt, 0) - 1, n_gt + rank_eq)
-        if HAS_MAP:
-            idx = tl.load(map_ptr + b * smb + s * sms + offs * smt, mask=take, other=-1)
-        else:
-            idx = start + offs
-        tl.store(oi_ptr + o_off + pos, idx, mask=take)
+        idx = tl.where(use_map, tl.load(i_ptr + offs * si, mask=take & use_map, other=-1), base + offs)
+        tl.store(oi_ptr + pos, idx, mask=take)
         if WRITE_VALUES:
-            tl.store(ov_ptr + o_off + pos, x, mask=take)
+            tl.store(ov_ptr + pos, x, mask=take)
         seen_gt += tl.sum(gt, 0)
         seen_eq += tl.sum(eq, 0)
         t0 += BLOCK
@@ -135,18 +174,57 @@ def _topk_kernel(
     while p0 < K:
         p = p0 + tl.arange(0, BLOCK)
         pad = (p >= n_sel) & (p < K)
-        tl.store(oi_ptr + o_off + p, tl.full((BLOCK,), -1, tl.int32), mask=pad)
+        tl.store(oi_ptr + p, tl.full((BLOCK,), -1, tl.int32), mask=pad)
         if WRITE_VALUES:
-            tl.store(ov_ptr + o_off + p, tl.full((BLOCK,), float("-inf"), tl.float32), mask=pad)
+            tl.store(ov_ptr + p, tl.full((BLOCK,), float("-inf"), tl.float32), mask=pad)
         p0 += BLOCK
 
 
-def _shift_args(bits: int) -> dict:
-    """Digit shifts, most significant first; the last digit overlaps already fixed bits if needed."""
-    shifts = list(range(32 - bits, 0, -bits)) + [0]
-    assert len(shifts) <= 8, "RADIX_BITS must be >= 4"
-    shifts += [-1] * (8 - len(shifts))
-    return dict(NBINS=1 << bits, **{f"S{i}": v for i, v in enumerate(shifts)})
+@triton.jit
+def _topk_kernel(
+    x_ptr, map_ptr, oi_ptr, ov_ptr, cv_ptr, ci_ptr, fb_ptr,
+    S, L, seg, n_seg, K, target, q_start, n_work,
+    sxb, sxs, sxt, smb, sms, smt, sob, sos, soj,
+    HAS_MAP: tl.constexpr, WRITE_VALUES: tl.constexpr, CAUSAL: tl.constexpr, COUNT_FB: tl.constexpr,
+    CAP: tl.constexpr, BLOCK: tl.constexpr, RADIX_BITS: tl.constexpr,
+    NCH: tl.constexpr, WIDTH: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    cv = cv_ptr + pid.to(tl.int64) * CAP  # this program's scratch list
+    ci = ci_ptr + pid.to(tl.int64) * CAP
+    w = pid
+    while w < n_work:  # persistent: work items are (row, segment)
+        row = w // n_seg
+        j = w % n_seg
+        b = (row // S).to(tl.int64)
+        s = (row % S).to(tl.int64)
+        row_len = L
+        if CAUSAL:
+            row_len = tl.minimum(L, q_start + (row % S) + 1)
+        start = j * seg
+        n = tl.maximum(tl.minimum(seg, row_len - start), 0)  # segment [start, start + n)
+        x_row = x_ptr + b * sxb + s * sxs + start.to(tl.int64) * sxt
+        m_row = map_ptr + b * smb + s * sms + start.to(tl.int64) * smt
+        o_off = b * sob + s * sos + j * soj
+
+        ok = n < 0
+        count = n * 0
+        if n > CAP:
+            thr = _sample_threshold(x_row, sxt, n, target, NCH, WIDTH, RADIX_BITS)
+            count = _filter(x_row, sxt, m_row, smt, HAS_MAP, start, n, thr, cv, ci, CAP, BLOCK)
+            ok = (count <= CAP) & ((count >= K) | (thr == 0))
+            tl.debug_barrier()  # the list is read back by other threads of the program
+            if COUNT_FB:
+                tl.atomic_add(fb_ptr, tl.where(ok, 0, 1))
+        if ok:
+            src_v, src_sv, src_i, src_si, use_map, m = cv, n * 0 + 1, ci, n * 0 + 1, n >= 0, count
+        else:  # stride args may arrive as constexpr 1: make both branches i32 tensors
+            src_v, src_sv, src_i, src_si, use_map, m = x_row, n * 0 + sxt, m_row, n * 0 + smt, (n >= 0) & HAS_MAP, n
+        thr, k_eq, n_valid = _radix_select(src_v, src_sv, m, K, RADIX_BITS, BLOCK)
+        _write_selected(src_v, src_sv, src_i, src_si, use_map, start, m, thr, k_eq,
+                        tl.minimum(n_valid, K), K, oi_ptr + o_off, ov_ptr + o_off, WRITE_VALUES, BLOCK)
+        tl.debug_barrier()  # the next work item overwrites the list
+        w += tl.num_programs(0)
 
 
 def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
@@ -159,63 +237,83 @@ def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
     return 1 << int(round(math.log2(math.sqrt(T / topk))))
 
 
+def _capacity(topk: int) -> int:
+    return max(BLOCK, triton.next_power_of_2(4 * topk))
+
+
+def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_strides, fallbacks):
+    rows = x.shape[0] * S
+    n_work = rows * n_seg
+    sms = num_sms(x.device)
+    programs = max(1, min(n_work, sms * PROGRAMS_PER_SM))
+    cap = _capacity(topk)
+    cv = torch.empty(programs, cap, dtype=torch.float32, device=x.device)
+    ci = torch.empty(programs, cap, dtype=torch.int32, device=x.device)
+    target = min(cap // 2, int(OVERSAMPLE * topk) + 128)
+    _topk_kernel[(programs,)](
+        x, oi if xmap is None else xmap, oi, oi if ov is None else ov, cv, ci,
+        oi if fallbacks is None else fallbacks,
+        S, L, seg, n_seg, topk, target, 0 if q_start is None else q_start, n_work,
+        *x.stride(), *map_strides, *o_strides,
+        HAS_MAP=xmap is not None, WRITE_VALUES=ov is not None, CAUSAL=q_start is not None,
+        COUNT_FB=fallbacks is not None,
+        CAP=cap, BLOCK=BLOCK, RADIX_BITS=RADIX_BITS, NCH=SAMPLE_CHUNKS, WIDTH=SAMPLE_WIDTH,
+        num_warps=NUM_WARPS_MANY if programs >= 2 * sms else NUM_WARPS_FEW,
+    )
+
+
 def topk_indices(
     scores: torch.Tensor,
     topk: int,
     *,
+    q_start: int | None = None,
     out: torch.Tensor | None = None,
     splits: int | None = None,
+    fallbacks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """int32 [B, S, topk]: positions of the topk largest finite scores per row (any order), -1 padded.
 
-    `splits` forces the number of row segments (tests); by default chosen by `_auto_splits`.
+    With q_start, row i only considers positions <= q_start + i (the rest is not read: what the
+    causal indexer leaves there is -inf anyway). `splits` forces the number of row segments (tests);
+    by default chosen by `_auto_splits`. `fallbacks` (int32 [1], optional) is incremented once for
+    every sampled row (segment) whose filter missed and that took the slow whole-row select.
     """
-    B, S, T = check_topk_args(scores, topk, out, triton=True)
+    B, S, T = check_topk_args(scores, topk, out, triton=True, q_start=q_start)
     if out is None:
         out = torch.empty(B, S, topk, dtype=torch.int32, device=scores.device)
     rows = B * S
     if rows == 0:
         return out
     if out.stride(2) != 1:  # the kernel writes slots of a row contiguously
-        out.copy_(topk_indices(scores, topk, splits=splits))
+        out.copy_(topk_indices(scores, topk, q_start=q_start, splits=splits, fallbacks=fallbacks))
         return out
-    sms = num_sms(scores.device)
     if splits is None:
-        splits = _auto_splits(rows, T, topk, sms)
+        splits = _auto_splits(rows, T, topk, num_sms(scores.device))
     splits = max(1, min(int(splits), T))
-    launch = dict(BLOCK=BLOCK, **_shift_args(RADIX_BITS))
-
-    def nw(programs: int) -> int:
-        return NUM_WARPS_MANY if programs >= 2 * sms else NUM_WARPS_FEW
     if splits == 1:
-        _topk_kernel[(rows, 1)](
-            scores, scores, out, out, S, T, T, topk,
-            *scores.stride(), 0, 0, 0, out.stride(0), out.stride(1), 0,
-            HAS_MAP=False, WRITE_VALUES=False, num_warps=nw(rows), **launch,
-        )
+        _launch(scores, None, out, None, S=S, L=T, seg=T, n_seg=1, topk=topk, q_start=q_start,
+                o_strides=(out.stride(0), out.stride(1), 0), map_strides=(0, 0, 0), fallbacks=fallbacks)
         return out
     seg = triton.cdiv(T, splits)
     splits = triton.cdiv(T, seg)  # no empty segments
     cand_i = torch.empty(B, S, splits, topk, dtype=torch.int32, device=scores.device)
     cand_v = torch.empty(B, S, splits, topk, dtype=torch.float32, device=scores.device)
-    _topk_kernel[(rows, splits)](
-        scores, scores, cand_i, cand_v, S, T, seg, topk,
-        *scores.stride(), 0, 0, 0, *cand_i.stride()[:3],
-        HAS_MAP=False, WRITE_VALUES=True, num_warps=nw(rows * splits), **launch,
-    )
+    _launch(scores, None, cand_i, cand_v, S=S, L=T, seg=seg, n_seg=splits, topk=topk,
+            q_start=q_start, o_strides=cand_i.stride()[:3], map_strides=(0, 0, 0), fallbacks=fallbacks)
     L2 = splits * topk
     cv, ci = cand_v.view(B, S, L2), cand_i.view(B, S, L2)
-    _topk_kernel[(rows, 1)](
-        cv, ci, out, out, S, L2, L2, topk,
-        *cv.stride(), *ci.stride(), out.stride(0), out.stride(1), 0,
-        HAS_MAP=True, WRITE_VALUES=False, num_warps=nw(rows), **launch,
-    )
+    _launch(cv, ci, out, None, S=S, L=L2, seg=L2, n_seg=1, topk=topk, q_start=None,
+            o_strides=(out.stride(0), out.stride(1), 0), map_strides=ci.stride(), fallbacks=fallbacks)
     return out
 
 
-def topk_indices_torch(scores: torch.Tensor, topk: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Baseline with the same contract: one torch.topk over all rows (what a framework would call)."""
-    B, S, T = check_topk_args(scores, topk, out, triton=False)
+def topk_indices_torch(scores: torch.Tensor, topk: int, *, q_start: int | None = None,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """Baseline with the same contract: one torch.topk over all rows (what a framework would call).
+
+    q_start is accepted for the contract but not used to shorten rows: torch.topk reads whole rows
+    (the causal indexer has put -inf past each row's frontier, which it then ignores)."""
+    B, S, T = check_topk_args(scores, topk, out, triton=False, q_start=q_start)
     if out is None:
         out = torch.empty(B, S, topk, dtype=torch.int32, device=scores.device)
     return topk_rows(scores, topk, out)

@@ -17,14 +17,22 @@ def topk_rows(scores: torch.Tensor, topk: int, out: torch.Tensor) -> torch.Tenso
     return out
 
 
-def topk_indices(scores: torch.Tensor, topk: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
-    """int32 [B, S, topk]: positions of the topk largest finite scores per row (any order), -1 padded."""
-    B, S, T = check_topk_args(scores, topk, out, triton=False)
+def topk_indices(scores: torch.Tensor, topk: int, *, q_start: int | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+    """int32 [B, S, topk]: positions of the topk largest finite scores per row (any order), -1 padded.
+
+    With q_start, row i only considers positions <= q_start + i (the rest counts as -inf)."""
+    B, S, T = check_topk_args(scores, topk, out, triton=False, q_start=q_start)
     if out is None:
         out = torch.empty(B, S, topk, dtype=torch.int32, device=scores.device)
     chunk = max(1, _CHUNK_ELEMS // max(1, T))
     for b in range(B):
         for i0 in range(0, S, chunk):
             i1 = min(S, i0 + chunk)
-            topk_rows(scores[b, i0:i1], topk, out[b, i0:i1])
+            rows = scores[b, i0:i1]
+            if q_start is not None:
+                frontier = q_start + torch.arange(i0, i1, device=scores.device)
+                pos = torch.arange(T, device=scores.device)
+                rows = rows.masked_fill(pos[None, :] > frontier[:, None], float("-inf"))
+            topk_rows(rows, topk, out[b, i0:i1])
     return out

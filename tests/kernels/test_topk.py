@@ -16,13 +16,15 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NEG_INF = float("-inf")
 
 
-def _check(scores, topk, idx):
+def _check(scores, topk, idx, q_start=None):
     assert idx.shape == (*scores.shape[:2], topk) and idx.dtype == torch.int32
-    want = ref_topk(scores, topk)
+    want = ref_topk(scores, topk, q_start=q_start)
     B, S, T = scores.shape
     for b in range(B):
         for s in range(S):
-            row, ii = scores[b, s].cpu(), idx[b, s].cpu().long()
+            row, ii = scores[b, s].cpu().clone(), idx[b, s].cpu().long()
+            if q_start is not None:
+                row[q_start + s + 1:] = NEG_INF  # past the frontier counts as -inf
             n_fin = int((row > NEG_INF).sum())
             assert int((ii == -1).sum()) == max(0, topk - n_fin), (b, s)
             sel = ii[ii != -1]
@@ -59,6 +61,8 @@ CASES = [
     (2, 2, 5000, 100, 3),      # forced split into 3 uneven segments
     (1, 3, 50, 64, None),      # topk > T: every finite score, then -1
     (2, 2, 301, 300, 2),       # topk > finite count in masked rows, with split
+    (1, 2, 20000, 100, 1),     # long rows: sample -> filter -> select on the short list
+    (1, 2, 30000, 300, None),  # long rows, auto split, sampled segments and merge
 ]
 
 
@@ -70,6 +74,33 @@ def test_topk_triton(B, S, T, topk, splits, ties):
     got = topk_indices(sc, topk, out=out, splits=splits)
     assert got.data_ptr() == out.data_ptr()
     _check(sc, topk, out)
+
+
+@pytest.mark.parametrize("impl", [topk_indices, ref_topk], ids=["triton", "reference"])
+@pytest.mark.parametrize("T,q_start,splits", [(12000, 5000, 1), (9001, 0, None), (700, 650, 1)])
+def test_topk_causal_frontier(impl, T, q_start, splits):
+    """With q_start, row i ignores positions > q_start + i even when finite scores sit there."""
+    B, S, topk = 1, 3, 64
+    sc = torch.randn(B, S, T, generator=torch.Generator().manual_seed(T)).to(DEVICE)
+    sc[..., -7:] = 1e6  # huge scores past every frontier must never be picked
+    out = torch.full((B, S, topk), -7, dtype=torch.int32, device=DEVICE)
+    kw = {"splits": splits} if impl is topk_indices else {}
+    impl(sc, topk, q_start=q_start, out=out, **kw)
+    _check(sc, topk, out, q_start=q_start)
+
+
+def test_topk_fast_path_taken_and_fallback_on_ties():
+    """Random long rows must take the sampled filter (no fallback); a row of few distinct values
+    overflows the filter's list and must fall back to the whole-row select, still correct."""
+    fb = torch.zeros(1, dtype=torch.int32, device=DEVICE)
+    sc = torch.randn(2, 2, 20000, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    out = topk_indices(sc, 100, splits=1, fallbacks=fb)
+    _check(sc, 100, out)
+    assert fb.item() == 0
+    ties = torch.randint(-1, 2, (1, 2, 20000), generator=torch.Generator().manual_seed(4)).float().to(DEVICE)
+    out = topk_indices(ties, 50, splits=1, fallbacks=fb)
+    _check(ties, 50, out)
+    assert fb.item() == 2
 
 
 def test_topk_strided_scores_and_allocated_output():
