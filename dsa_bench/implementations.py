@@ -85,8 +85,8 @@ def _dsa(backend: str):
                 qs = w.q_start + i0
                 yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
                 scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
-                yield "topk", lambda: k.topk_indices(scores, w.topk)
-                idx = k.topk_indices(scores, w.topk)
+                yield "topk", lambda: k.topk_indices(scores, w.topk, q_start=qs)
+                idx = k.topk_indices(scores, w.topk, q_start=qs)
                 del scores
                 yield "sparse_mla", lambda: k.sparse_mla(cq, kv, idx, sm_scale=m.sm_scale, d_v=m.kv_lora_rank)
                 del idx

@@ -75,7 +75,7 @@ class Measure(_Strict):
     dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
     indexer_dtype: Literal["bf16", "fp8"] = "bf16"
     prefill_chunk: Optional[PositiveInt] = Field(
-        None, description="DSA prefill query rows per chunk (default: scores use <= 8 GiB)"
+        None, description="DSA prefill query rows per chunk (default: one chunk's fp32 scores use <= 2 GiB)"
     )
     seed: int = 0
 

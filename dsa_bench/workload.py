@@ -17,7 +17,6 @@ import torch
 from dsa_bench.models import ModelShape
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-SCORE_BUDGET_BYTES = 8 << 30  # default DSA prefill chunk: fp32 scores of one chunk fit in 8 GiB
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,9 @@ class Workload:
             return self.S
         if self.prefill_chunk:
             return min(self.S, self.prefill_chunk)
-        rows = max(1, SCORE_BUDGET_BYTES // (4 * self.B * self.T))
-        return min(self.S, rows)
+        from kernels.dsa import default_chunk  # the kernels' own rule, so stages match the whole call
+
+        return default_chunk(self.B, self.S, self.T)
 
     @cached_property
     def visible(self) -> np.ndarray:

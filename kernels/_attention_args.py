@@ -68,11 +68,12 @@ def check_dense_mha_args(q, k, v, sm_scale, q_start):
 
 
 def check_out_buffer(name: str, t: torch.Tensor | None, shape, dtype, device) -> None:
-    """Optional caller-provided output buffer: exact shape, dtype, device, and contiguous."""
+    """Optional caller-provided output buffer: exact shape, dtype, device; any strides with a unit
+    last one (a slice of a larger output, as DSA's chunks write)."""
     if t is None:
         return
     check_tensor(name, t, ndim=len(shape), dtypes=(dtype,), shape=shape)
     if t.device != device:
         raise ValueError(f"{name}: expected device {device}, got {t.device}")
-    if not t.is_contiguous():
-        raise ValueError(f"{name}: expected a contiguous tensor")
+    if t.numel() and t.stride(-1) != 1:
+        raise ValueError(f"{name}: expected unit stride in the last dimension, got strides {tuple(t.stride())}")

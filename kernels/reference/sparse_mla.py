@@ -3,16 +3,26 @@ from __future__ import annotations
 
 import torch
 
-from kernels._attention_args import check_sparse_mla_args
+from kernels._attention_args import check_out_buffer, check_sparse_mla_args
 from kernels.reference._attention import BUDGET_BYTES, NEG_INF, softmax_attend
 
 
-def sparse_mla(q, kv, indices, *, sm_scale, d_v=512):
+def sparse_mla(q, kv, indices, *, sm_scale, d_v=512, out=None, lse=None):
     """q [B,S,H,D], kv [B,T,D], indices [B,S,K] (-1 = empty; out-of-range also ignored).
 
     Returns out [B,S,H,d_v] in q's dtype and lse [B,S,H] fp32; rows with no valid index give 0 / -inf.
+    out / lse: optional buffers written in place (as the Triton kernel's).
     """
     B, S, H, D, T, K, scale = check_sparse_mla_args(q, kv, indices, sm_scale, d_v)
+    check_out_buffer("out", out, (B, S, H, d_v), q.dtype, q.device)
+    check_out_buffer("lse", lse, (B, S, H), torch.float32, q.device)
+    if out is not None or lse is not None:
+        o, l = sparse_mla(q, kv, indices, sm_scale=sm_scale, d_v=d_v)
+        if out is not None:
+            out.copy_(o)
+        if lse is not None:
+            lse.copy_(l)
+        return (o if out is None else out), (l if lse is None else lse)
     N = B * S
     out = torch.empty(N, H, d_v, dtype=q.dtype, device=q.device)
     lse = torch.empty(N, H, dtype=torch.float32, device=q.device)

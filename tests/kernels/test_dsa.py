@@ -56,6 +56,7 @@ def _check_topk(idx, scores, topk, score_tol):
         (2, 2, 97, 40, None, None),  # decode-like: every row sees more than topk tokens
         (1, 20, 61, 16, 0, None),  # prefill from 0: early rows see < topk tokens (-1 padding)
         (1, 20, 61, 16, 30, 7),  # chunked prefill in the middle of the context
+        (2, 9, 40, 16, 20, 4),  # B > 1: each chunk writes a strided slice of the outputs in place
     ],
 )
 def test_dsa_matches_reference(B, S, T, topk, q_start, chunk_size, dtype):
