@@ -23,6 +23,7 @@ from kernels._indexer_args import check_indexer_args
 BLOCK_T = 256  # keys per program: the M of every dot
 NUM_WARPS = 8
 MAX_S_PER_PROG = 32  # queries per program, each reusing the program's key tile
+NUM_STAGES = 2
 
 
 @triton.jit
@@ -110,6 +111,6 @@ def lightning_indexer(
         HAS_SCALE=k_scale is not None, UPCAST_DOT=INTERPRET,
         DOT_PRECISION="ieee" if fp32_dot else "tf32",
         num_warps=NUM_WARPS,
-        num_stages=2,
+        num_stages=NUM_STAGES,
     )
     return out
