@@ -24,6 +24,62 @@ MAX_SPLITS = 128
 MIN_BLOCKS_PER_SPLIT = 4  # keep a split long enough to amortise writing its [BLOCK_H, 512] partial
 
 
+
+@triton.jit
+def _block_tokens(idx_base, n0, hi, T, BLOCK_N: tl.constexpr, GATHER: tl.constexpr):
+    """Token ids of the key block starting at n0 (< hi) and which of them are real keys."""
+    offs_n = n0 + tl.arange(0, BLOCK_N)
+    if GATHER:
+        tok = tl.load(idx_base + offs_n, mask=offs_n < hi, other=-1)
+        valid = (tok >= 0) & (tok < T)  # -1 = empty; out-of-range ignored rather than read
+        tok = tl.where(valid, tok, 0)
+    else:
+        valid = offs_n < hi
+        tok = offs_n
+    return tok, valid
+
+
+@triton.jit
+def _gather_kv(kv_base, tok, valid, stride_kvt, offs_dv, mask_dv, offs_dr, mask_dr, D_V: tl.constexpr):
+    kv_ptr = kv_base + tok.to(tl.int64)[:, None] * stride_kvt
+    k_nope = tl.load(kv_ptr + offs_dv[None, :], mask=valid[:, None] & mask_dv[None, :], other=0.0)
+    k_rope = tl.load(kv_ptr + D_V + offs_dr[None, :], mask=valid[:, None] & mask_dr[None, :], other=0.0)
+    return k_nope, k_rope
+
+
+@triton.jit
+def _attend_block(q_nope, q_rope, k_nope, k_rope, valid, m_i, l_i, acc, qk_scale,
+                  UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr, LAZY_RESCALE: tl.constexpr):
+    """One key block of the online softmax (log2 units): returns the updated (m, l, acc)."""
+    if UPCAST_DOT:  # the CPU interpreter's bf16 dot is wrong; fp32 is exact
+        k_nope = k_nope.to(tl.float32)
+        k_rope = k_rope.to(tl.float32)
+    qk = tl.dot(q_nope, tl.trans(k_nope), input_precision=DOT_PREC)
+    qk = tl.dot(q_rope, tl.trans(k_rope), qk, input_precision=DOT_PREC)
+    qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))
+    m_blk = tl.max(qk, 1)
+    if LAZY_RESCALE:
+        # Move a row's running max only when it grows by more than 2^8: p stays <= 256 (safe in
+        # fp32 and bf16) and the [BLOCK_H, 512] accumulator is rescaled only on those blocks.
+        m_new = tl.where(m_blk > m_i + 8.0, m_blk, m_i)
+    else:
+        m_new = tl.maximum(m_i, m_blk)
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # all-masked so far: avoid inf - inf
+    p = tl.exp2(qk - m_use[:, None])
+    if LAZY_RESCALE:
+        if tl.max((m_new != m_i).to(tl.int32), 0) > 0:
+            alpha = tl.exp2(m_i - m_use)
+            l_i = l_i * alpha
+            acc = acc * alpha[:, None]
+        l_i = l_i + tl.sum(p, 1)
+        acc = tl.dot(p.to(k_nope.dtype), k_nope, acc, input_precision=DOT_PREC)
+    else:
+        alpha = tl.exp2(m_i - m_use)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = tl.dot(p.to(k_nope.dtype), k_nope, acc * alpha[:, None], input_precision=DOT_PREC)
+    return m_new, l_i, acc
+
+
 @triton.jit
 def _mla_fwd_kernel(
     Q, KV, IDX, O, LSE,
@@ -36,11 +92,13 @@ def _mla_fwd_kernel(
     D_V: tl.constexpr, D_ROPE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DV: tl.constexpr, BLOCK_DR: tl.constexpr,
     GATHER: tl.constexpr, SPLIT: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
-    LAZY_RESCALE: tl.constexpr,
+    LAZY_RESCALE: tl.constexpr, N_HB: tl.constexpr,
 ):
-    row = tl.program_id(0)  # b * S + s
-    hb = tl.program_id(1)
-    sp = tl.program_id(2)
+    # Both head blocks of a row are neighbours in launch order, so the second gather of the same kv
+    # rows hits L2 (axis 1 would put them a whole grid apart, and axis 1 is capped at 65535).
+    row = tl.program_id(0) // N_HB  # b * S + s
+    hb = tl.program_id(0) % N_HB
+    sp = tl.program_id(1)
     b = row // S
     s = row % S
     b64 = b.to(tl.int64)
@@ -71,45 +129,13 @@ def _mla_fwd_kernel(
     acc = tl.zeros([BLOCK_H, BLOCK_DV], dtype=tl.float32)
     kv_base = KV + b64 * stride_kvb
     idx_base = IDX + b64 * stride_ib + s64 * stride_is
+    # Triton pipelines these gathers itself (cp.async, num_stages deep) once it knows the kv row
+    # stride is a multiple of 16; register double-buffering by hand instead spills (ptxas: 1.4 KB).
     for n0 in range(lo, hi, BLOCK_N):
-        offs_n = n0 + tl.arange(0, BLOCK_N)
-        if GATHER:
-            tok = tl.load(idx_base + offs_n, mask=offs_n < hi, other=-1)
-            valid = (tok >= 0) & (tok < T)  # -1 = empty; out-of-range ignored rather than read
-            tok = tl.where(valid, tok, 0)
-        else:
-            valid = offs_n < hi
-            tok = offs_n
-        kv_ptr = kv_base + tok.to(tl.int64)[:, None] * stride_kvt
-        k_nope = tl.load(kv_ptr + offs_dv[None, :], mask=valid[:, None] & mask_dv[None, :], other=0.0)
-        k_rope = tl.load(kv_ptr + D_V + offs_dr[None, :], mask=valid[:, None] & mask_dr[None, :], other=0.0)
-        if UPCAST_DOT:
-            k_nope = k_nope.to(tl.float32)
-            k_rope = k_rope.to(tl.float32)
-        qk = tl.dot(q_nope, tl.trans(k_nope), input_precision=DOT_PREC)
-        qk = tl.dot(q_rope, tl.trans(k_rope), qk, input_precision=DOT_PREC)
-        qk = tl.where(valid[None, :], qk * qk_scale, float("-inf"))  # log2 units
-        m_blk = tl.max(qk, 1)
-        if LAZY_RESCALE:
-            # Move a row's running max only when it grows by more than 2^8: p stays <= 256 (safe in
-            # fp32 and bf16) and the [BLOCK_H, 512] accumulator is rescaled only on those blocks.
-            m_new = tl.where(m_blk > m_i + 8.0, m_blk, m_i)
-        else:
-            m_new = tl.maximum(m_i, m_blk)
-        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)  # all-masked so far: avoid inf - inf
-        p = tl.exp2(qk - m_use[:, None])
-        if LAZY_RESCALE:
-            if tl.max((m_new != m_i).to(tl.int32), 0) > 0:
-                alpha = tl.exp2(m_i - m_use)
-                l_i = l_i * alpha
-                acc = acc * alpha[:, None]
-            l_i = l_i + tl.sum(p, 1)
-            acc = tl.dot(p.to(k_nope.dtype), k_nope, acc, input_precision=DOT_PREC)
-        else:
-            alpha = tl.exp2(m_i - m_use)
-            l_i = l_i * alpha + tl.sum(p, 1)
-            acc = tl.dot(p.to(k_nope.dtype), k_nope, acc * alpha[:, None], input_precision=DOT_PREC)
-        m_i = m_new
+        tok, valid = _block_tokens(idx_base, n0, hi, T, BLOCK_N, GATHER)
+        k_nope, k_rope = _gather_kv(kv_base, tok, valid, stride_kvt, offs_dv, mask_dv, offs_dr, mask_dr, D_V)
+        m_i, l_i, acc = _attend_block(q_nope, q_rope, k_nope, k_rope, valid, m_i, l_i, acc, qk_scale,
+                                      UPCAST_DOT, DOT_PREC, LAZY_RESCALE)
 
     has = l_i > 0.0
     out = acc / tl.where(has, l_i, 1.0)[:, None]
@@ -236,7 +262,7 @@ def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
     idx_t = indices if gather else q  # dummy pointer when not gathering
     idx_strides = indices.stride()[:2] if gather else (0, 0)
 
-    _mla_fwd_kernel[(N, head_blocks, splits)](
+    _mla_fwd_kernel[(N * head_blocks, splits)](
         q, kv, idx_t, o_t, l_t,
         S, H, T, n_keys, q_start, keys_per_split, scale * LOG2E,
         q.stride(0), q.stride(1), q.stride(2),
@@ -248,6 +274,7 @@ def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
         BLOCK_H=cfg["BLOCK_H"], BLOCK_N=block_n,
         BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_DR=max(16, next_pow2(D - d_v)),
         GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=INTERPRET, LAZY_RESCALE=cfg["LAZY_RESCALE"],
+        N_HB=head_blocks,
         DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )

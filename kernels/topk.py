@@ -65,7 +65,7 @@ def _rank_key_in_block(key, valid, r, RADIX_BITS: tl.constexpr):
     prefix = (r * 0).to(tl.uint32)
     k_rem = r
     for i in tl.static_range(32 // RADIX_BITS):
-        SHIFT: tl.constexpr = 32 - RADIX_BITS * (i + 1)
+        SHIFT = 32 - RADIX_BITS * (i + 1)
         cand = valid
         if i > 0:
             cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
@@ -83,7 +83,7 @@ def _radix_select(v_ptr, sv, n, K, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr
     k_rem = K + n * 0  # K may arrive as a Python int (topk = 1 is specialised)
     n_valid = n * 0
     for i in tl.static_range(32 // RADIX_BITS):
-        SHIFT: tl.constexpr = 32 - RADIX_BITS * (i + 1)
+        SHIFT = 32 - RADIX_BITS * (i + 1)
         hist = tl.zeros((NBINS,), tl.int32)
         t0 = n * 0
         while t0 < n:  # `while`, not range(): the interpreter cannot range() over runtime scalars
