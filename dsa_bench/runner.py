@@ -99,7 +99,7 @@ class Runner:
     def workload(self, p: Point) -> Workload:
         m = self.s.measure
         return Workload(self.s.model, p, self.device, dtype=m.dtype, indexer_dtype=m.indexer_dtype,
-                        decode_tokens=self.s.decode_tokens, seed=m.seed, prefill_chunk=m.prefill_chunk)
+                        decode_tokens=self.s.decode_tokens, prefill_tokens=self.s.prefill_tokens, seed=m.seed, prefill_chunk=m.prefill_chunk)
 
     # --- one (point, implementation) --------------------------------------------------------
     def measure(self, task: Task) -> tuple[list[dict], list[dict]]:

@@ -140,6 +140,9 @@ class Scenario(_Strict):
     model: ModelShape
     phase: Literal["prefill", "decode"]
     decode_tokens: Literal[1, 2] = Field(1, description="query tokens per decode step (2 = MTP)")
+    prefill_tokens: Optional[PositiveInt] = Field(
+        None, description="prefill: query tokens at the end of the context, one chunked-prefill step "
+        "(default: the whole sequence, S = T)")
     implementations: list[str] = Field(default_factory=list)
     sweep: Sweep
     measure: Measure = Field(default_factory=Measure)
@@ -170,6 +173,12 @@ class Scenario(_Strict):
         if len(set(names)) != len(names):
             raise ValueError("each implementation may be listed once")
         return names
+
+    @model_validator(mode="after")
+    def _prefill_tokens_phase(self) -> "Scenario":
+        if self.prefill_tokens is not None and self.phase != "prefill":
+            raise ValueError(f"prefill_tokens: only for phase 'prefill', got phase {self.phase!r}")
+        return self
 
     @model_validator(mode="after")
     def _phase_support(self) -> "Scenario":

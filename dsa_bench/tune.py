@@ -62,7 +62,7 @@ def indexer_scores(S, T, B=1, dtype=torch.float8_e4m3fn, seed=0):
 
 def tune_topk():
     cases = [("prefill", 1, 4096, 131072, True), ("decode", 64, 2, 131072, False),
-             ("decode", 128, 1, 32768, False)]
+             ("decode", 1, 2, 131072, False)]
     for phase, B, S, T, causal in cases:
         q, w, k, ks = indexer_scores(S, T, B)
         scores = kernels.lightning_indexer(q, w, k, k_scale=ks)  # causal: queries at the end of T
@@ -74,9 +74,9 @@ def tune_topk():
         ref = topk_indices_torch(scores, K)
         want = scores.gather(-1, ref.long()).sort(-1).values
         variants = []
-        for pps in ((2, 4, 8) if phase == "prefill" else (4,)):
-            for nw in ((4, 16) if phase == "prefill" else (8, 16)):
-                for splits in ((1,) if phase == "prefill" else (1, 2, 4, 8)):
+        for pps in ((2, 4) if phase == "prefill" else (4,)):
+            for nw in ((4, 8) if phase == "prefill" else (8, 16)):
+                for splits in ((1,) if phase == "prefill" else ((1, 2) if B > 1 else (None, 4, 8, 16))):
                     for qs in ((None, T - S) if causal else (None,)):
                         variants.append(dict(PROGRAMS_PER_SM=pps, nw=nw, splits=splits, q_start=qs))
         for v in variants:

@@ -38,6 +38,7 @@ class Workload:
     dtype: str = "bf16"
     indexer_dtype: str = "bf16"
     decode_tokens: int = 1
+    prefill_tokens: Optional[int] = None  # prefill query tokens at the end of T (None = all T)
     seed: int = 0
     prefill_chunk: Optional[int] = None
     _cache: dict = field(default_factory=dict, repr=False)
@@ -53,8 +54,11 @@ class Workload:
 
     @property
     def S(self) -> int:
-        """Query tokens: the whole sequence in prefill, 1 (or 2 with MTP) in decode."""
-        return self.T if self.point.phase == "prefill" else min(self.decode_tokens, self.T)
+        """Query tokens: the whole sequence in prefill (or its last prefill_tokens: one chunked-prefill
+        step), 1 (or 2 with MTP) in decode."""
+        if self.point.phase == "prefill":
+            return self.T if self.prefill_tokens is None else min(self.prefill_tokens, self.T)
+        return min(self.decode_tokens, self.T)
 
     @property
     def q_start(self) -> int:

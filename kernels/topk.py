@@ -124,15 +124,23 @@ def _sample_threshold(v_ptr, sv, n, target,
 def _filter(v_ptr, sv, m_ptr, sm, HAS_MAP: tl.constexpr, base, n, thr, cv_ptr, ci_ptr,
             CAP: tl.constexpr, BLOCK: tl.constexpr):
     """Append (value, index) of every finite key >= thr to the scratch list; returns how many there
-    were (entries past CAP are counted, not stored)."""
+    were (entries past CAP are counted, not stored).
+
+    The block is viewed as [BLOCK / 32, 32]: slots come from a scan of the 32-wide rows' counts plus
+    a scan inside each row. A flat tl.cumsum over 4096 lanes compiles to ~2x the instructions and
+    barriers (242 shuffles, 39 barriers a block vs 66 / 27, from the PTX), and this pass is the one
+    that reads the whole row.
+    """
+    R: tl.constexpr = BLOCK // 32
     count = n * 0
     t0 = n * 0
     while t0 < n:
-        offs = t0 + tl.arange(0, BLOCK)
+        offs = t0 + tl.arange(0, R)[:, None] * 32 + tl.arange(0, 32)[None, :]
         x = tl.load(v_ptr + offs * sv, mask=offs < n, other=float("-inf"))
         keep = (x > float("-inf")) & (_keys(x) >= thr)
         k32 = keep.to(tl.int32)
-        pos = count + tl.cumsum(k32, 0) - 1
+        row_cnt = tl.sum(k32, 1)
+        pos = count + (tl.cumsum(row_cnt, 0) - row_cnt)[:, None] + tl.cumsum(k32, 1) - 1
         st = keep & (pos < CAP)
         if HAS_MAP:
             idx = tl.load(m_ptr + offs * sm, mask=st, other=-1)
@@ -140,7 +148,7 @@ def _filter(v_ptr, sv, m_ptr, sm, HAS_MAP: tl.constexpr, base, n, thr, cv_ptr, c
             idx = base + offs
         tl.store(cv_ptr + pos, x, mask=st)
         tl.store(ci_ptr + pos, idx, mask=st)
-        count += tl.sum(k32, 0)
+        count += tl.sum(row_cnt, 0)
         t0 += BLOCK
     return count
 
@@ -228,13 +236,16 @@ def _topk_kernel(
 
 
 def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
-    """Split rows only when rows alone leave SMs idle and rows are long against topk.
+    """Split rows only when rows leave most SMs idle and rows are long against topk.
 
-    Cost ~ T / splits (stage 1) + splits * topk (stage 2), least at splits = sqrt(T / topk).
+    Cost ~ T / splits (stage 1) + splits * topk (stage 2), least at splits = sqrt(T / topk), and no
+    more segments than fill the SMs. Measured on an H200 (fp32 rows of 128K, k = 2048): 128 rows
+    0.16 ms unsplit, 0.23 / 0.30 / 0.41 ms in 2 / 4 / 8 segments; so half-full is left unsplit.
     """
-    if rows >= sms or T < 16 * topk:
+    if 2 * rows >= sms or T < 16 * topk:
         return 1
-    return 1 << int(round(math.log2(math.sqrt(T / topk))))
+    best = 1 << int(round(math.log2(math.sqrt(T / topk))))
+    return max(1, min(best, 1 << int(math.log2(sms // rows))))
 
 
 def _capacity(topk: int) -> int:

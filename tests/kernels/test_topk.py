@@ -51,18 +51,18 @@ def _scores(B, S, T, seed, *, ties=False):
 
 
 # (B, S, T, topk, splits): splits=None is the automatic choice (the interpreter counts 4 SMs, so
-# B*S < 4 rows long against topk take the two-stage split path).
+# a single row long against topk takes the two-stage split path).
 CASES = [
     (2, 3, 301, 16, None),     # many rows: one program per row
     (2, 3, 301, 1, None),      # topk = 1 (Triton passes an int 1 argument as a constexpr)
     (1, 1, 1, 5, None),        # T = 1, one row
-    (1, 2, 3001, 40, None),    # few long rows: auto split (8 segments)
+    (1, 1, 3001, 40, None),    # one long row: auto split (4 segments)
     (2, 2, 5000, 37, 1),       # rows longer than one 4096 block, no split
     (2, 2, 5000, 100, 3),      # forced split into 3 uneven segments
     (1, 3, 50, 64, None),      # topk > T: every finite score, then -1
     (2, 2, 301, 300, 2),       # topk > finite count in masked rows, with split
     (1, 2, 20000, 100, 1),     # long rows: sample -> filter -> select on the short list
-    (1, 2, 30000, 300, None),  # long rows, auto split, sampled segments and merge
+    (1, 1, 30000, 300, None),  # one long row, auto split, sampled segments and merge
 ]
 
 
