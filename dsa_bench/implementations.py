@@ -5,7 +5,7 @@ validation never import Triton, and the CLI can switch on the Triton interpreter
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -113,15 +113,53 @@ def _dsa(backend: str):
                 yield "sparse_mla", lambda: k.sparse_mla(cq, kv, idx, sm_scale=m.sm_scale, d_v=m.kv_lora_rank)
                 del idx
 
-        return Prepared(run=run, stages=stages)
+        return Prepared(run=run, stages=stages,
+                        indices=lambda: k.dsa_attention(q, kv, iq, iw, ik, **args, return_indices=True)[2])
 
     return prepare
 
 
 # --- reference outputs for the correctness check --------------------------------------------------
 
-def reference_rows(family: str, w: Workload, r0: int, r1: int) -> torch.Tensor:
-    """The PyTorch reference output for query rows [r0, r1) of the point (fp32 arithmetic)."""
+# Selection check: a selected token's reference score may fall below the reference k-th score by
+# this much (relative to the row's largest |score|): the kernels' dot accumulation differs from fp32
+# (bf16 products; fp8 tensor cores keep fewer accumulator bits), so near-ties may flip either way.
+SELECTION_TOL = {"bf16": 1e-2, "fp8": 5e-2}
+
+
+def check_selection(w: Workload, indices: torch.Tensor, r0: int, r1: int) -> Optional[str]:
+    """None if the [B, S, k] selection of rows [r0, r1) is a valid top-k of the reference indexer
+    scores (distinct visible tokens, min(k, visible) of them, none scoring clearly below the k-th);
+    otherwise what is wrong."""
+    import kernels.reference as ref
+
+    iq, iw, ik, iks = w.indexer_inputs()
+    scores = ref.lightning_indexer(iq[:, r0:r1], iw[:, r0:r1], ik, k_scale=iks, q_start=w.q_start + r0)
+    idx = indices[:, r0:r1].long()
+    valid = idx >= 0
+    want = torch.minimum(torch.tensor(w.topk, device=idx.device),
+                         w.q_start + r0 + 1 + torch.arange(r1 - r0, device=idx.device))
+    if not torch.equal(valid.sum(-1), want.expand(idx.shape[0], -1)):
+        return "selection: wrong number of selected tokens"
+    srt = idx.sort(-1).values
+    if ((srt[..., 1:] == srt[..., :-1]) & (srt[..., 1:] >= 0)).any():
+        return "selection: a token selected twice"
+    chosen = scores.gather(-1, idx.clamp_min(0))
+    if not torch.isfinite(chosen[valid]).all():
+        return "selection: a token past the causal frontier"
+    kth = scores.topk(min(w.topk, scores.shape[-1]), dim=-1).values.amin(-1, keepdim=True)
+    scale = scores.masked_fill(~torch.isfinite(scores), 0).abs().amax(-1, keepdim=True)
+    slack = SELECTION_TOL[w.indexer_dtype] * scale
+    worst = ((kth - chosen) / scale.clamp_min(1e-30)).masked_fill(~valid, float("-inf")).max().item()
+    if ((chosen < kth - slack) & valid).any():
+        return f"selection: a selected score is {worst:.3g} of the row's scale below the k-th"
+    return None
+
+
+def reference_rows(family: str, w: Workload, r0: int, r1: int, indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The PyTorch reference output for query rows [r0, r1) of the point (fp32 arithmetic).
+
+    DSA with `indices`: the reference attention over that selection (judged apart by check_selection)."""
     import kernels.reference as ref
 
     m = w.model
@@ -133,6 +171,8 @@ def reference_rows(family: str, w: Workload, r0: int, r1: int) -> torch.Tensor:
         q, kv = w.mla_inputs()
         return ref.dense_mla(q[:, r0:r1], kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=qs)[0]
     q, kv = w.mla_inputs()
+    if indices is not None:
+        return ref.sparse_mla(q[:, r0:r1], kv, indices[:, r0:r1], sm_scale=m.sm_scale, d_v=m.kv_lora_rank)[0]
     iq, iw, ik, iks = w.indexer_inputs()
     return ref.dsa_attention(
         q[:, r0:r1], kv, iq[:, r0:r1], iw[:, r0:r1], ik, topk_tokens=w.topk, sm_scale=m.sm_scale,

@@ -27,6 +27,9 @@ class Prepared:
     # Yields (stage, callable) pairs to time separately; untimed set-up may run between yields
     # (e.g. computing one chunk's scores before its top-k is timed).
     stages: Optional[Callable[[], Iterator[tuple[str, Callable[[], Any]]]]] = None
+    # DSA: the [B, S, k] token selection the implementation makes, so the check can judge the
+    # selection by the reference scores and the attention on that selection separately.
+    indices: Optional[Callable[[], "torch.Tensor"]] = None
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,57 @@ def test_resume_refuses_a_changed_scenario(tmp_path):
     changed = scenario(["dense-torch"], sweep={"context": [40]})
     with pytest.raises(ValueError, match="different scenario"):
         runner.start_run(changed, scenario_file=None, device=DEV, out_root=tmp_path, resume=True)
+
+
+@pytest.fixture
+def dsa_bad_selection():
+    """A DSA implementation whose attention is right for its own selection, but whose selection
+    takes the lowest-scoring tokens; and one whose selection is right but whose output is off."""
+    import kernels.reference as ref
+
+    def make(worst: bool, scale: float):
+        def prepare(w):
+            q, kv = w.mla_inputs()
+            iq, iw, ik, iks = w.indexer_inputs()
+
+            def indices():
+                sc = ref.lightning_indexer(iq, iw, ik, k_scale=iks, q_start=w.q_start)
+                if worst:  # the k lowest visible scores instead of the k highest
+                    sc = torch.where(torch.isfinite(sc), -sc, sc)
+                return ref.topk_indices(sc, w.topk)
+
+            def run():
+                out, lse = ref.sparse_mla(q, kv, indices(), sm_scale=w.model.sm_scale, d_v=w.model.kv_lora_rank)
+                return out * scale, lse
+
+            return Prepared(run=run, indices=indices)
+        return prepare
+
+    both = frozenset({"prefill", "decode"})
+    added = [Implementation("test-dsa-worst", "dsa", "torch", both, make(True, 1.0)),
+             Implementation("test-dsa-scaled", "dsa", "torch", both, make(False, 1.2))]
+    for impl in added:
+        REGISTRY[impl.name] = impl
+    yield [i.name for i in added]
+    for impl in added:
+        REGISTRY.pop(impl.name)
+
+
+def test_dsa_check_judges_selection_and_attention_apart(tmp_path, dsa_bad_selection):
+    s = scenario(dsa_bad_selection + ["dsa-triton"], sweep={"context": [70], "topk": [16], "batch": [2]})
+    res, store = run(s, tmp_path)
+    by = {r["implementation"]: r for r in store.rows() if r["stage"] == "total"}
+    assert by["test-dsa-worst"]["status"] == "wrong"
+    assert by["test-dsa-worst"]["reason"].startswith("selection: a selected score")
+    assert by["test-dsa-scaled"]["status"] == "wrong"
+    assert by["test-dsa-scaled"]["reason"].startswith("rel_err")
+    assert by["dsa-triton"]["status"] == "ok" and by["dsa-triton"]["check"] == "passed"
+
+
+def test_prefill_tokens_time_one_chunked_prefill_step(tmp_path):
+    s = scenario(["dsa-triton", "dense-triton"], phase="prefill", prefill_tokens=5,
+                 sweep={"context": [70], "topk": [16], "batch": [2]})
+    res, store = run(s, tmp_path)
+    total = [r for r in store.rows() if r["stage"] == "total"]
+    assert {r["status"] for r in total} == {"ok"}, [(r["implementation"], r["reason"]) for r in total]
+    assert {int(r["query_tokens"]) for r in total} == {5} and {int(r["q_start"]) for r in total} == {65}

@@ -131,3 +131,9 @@ def test_no_cpu_section_is_a_clear_error_on_cpu():
 def test_bad_cpu_measure_key():
     errs = errors_of(base(cpu={"sweep": {"context": [8]}, "measure": {"warmup": 1}}))
     assert any(e.startswith("cpu.measure") and "warmup" in e for e in errs), errs
+
+
+def test_prefill_tokens_only_for_prefill_and_positive():
+    assert parse_scenario(base(phase="prefill", prefill_tokens=16)).prefill_tokens == 16
+    assert errors_of(base(prefill_tokens=16)) == ["<scenario>: prefill_tokens: only for phase 'prefill', got phase 'decode'"]
+    assert errors_of(base(phase="prefill", prefill_tokens=0)) == ["prefill_tokens: must be a positive integer, got 0"]
