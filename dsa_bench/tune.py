@@ -74,12 +74,13 @@ def tune_topk():
         ref = topk_indices_torch(scores, K)
         want = scores.gather(-1, ref.long()).sort(-1).values
         variants = []
-        for pps in ((2, 4) if phase == "prefill" else (4,)):
-            for nw in ((4, 8) if phase == "prefill" else (8, 16)):
+        for block, pps in ((1024, 4), (512, 5), (4096, 2)):
+            for nw in ((4,) if phase == "prefill" else (4, 8, 16)):
                 for splits in ((1,) if phase == "prefill" else ((1,) if B > 1 else (None, 8))):
                     for qs in ((None, T - S) if causal else (None,)):
-                        variants.append(dict(PROGRAMS_PER_SM=pps, nw=nw, splits=splits, q_start=qs))
+                        variants.append(dict(BLOCK=block, PROGRAMS_PER_SM=pps, nw=nw, splits=splits, q_start=qs))
         for v in variants:
+            tk.BLOCK = v["BLOCK"]
             tk.PROGRAMS_PER_SM = v["PROGRAMS_PER_SM"]
             tk.NUM_WARPS_MANY = tk.NUM_WARPS_FEW = v["nw"]
             fb = torch.zeros(1, dtype=torch.int32, device="cuda")
@@ -90,7 +91,7 @@ def tune_topk():
                       impl="triton", **base, **v)
             record(kind="topk", impl="triton", ms=ms, exact=exact, fallbacks=int(fb.item()),
                    gbps=(scores.numel() * 4 / ms / 1e6) if ms else None, **base, **v)
-        tk.PROGRAMS_PER_SM, tk.NUM_WARPS_MANY, tk.NUM_WARPS_FEW = 4, 4, 16
+        tk.BLOCK, tk.PROGRAMS_PER_SM, tk.NUM_WARPS_MANY, tk.NUM_WARPS_FEW = 1024, 4, 4, 16
         del scores
         torch.cuda.empty_cache()
 

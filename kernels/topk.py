@@ -32,11 +32,14 @@ from kernels._common import num_sms
 from kernels._indexer_args import check_topk_args
 from kernels.reference.topk import topk_rows
 
-BLOCK = 4096  # scores per loop step
+# Scores per loop step. With 4 warps, 4096 took 255 registers a thread (ncu on an H200: 12.5%
+# occupancy, one scheduler slot in four issued); 1024 keeps registers low so more programs hide
+# the loads' latency (ptxas: 119 registers at 1024, 89 at 512).
+BLOCK = 1024
 RADIX_BITS = 4  # digit width: tl.histogram costs grow with bins (4 bits measured best, see history)
 SAMPLE_CHUNKS, SAMPLE_WIDTH = 128, 32  # 4096 sampled scores in 128-byte runs
 OVERSAMPLE = 1.5  # aim the filter at 1.5 k + 128 survivors: k is missed only ~4 sigma off
-PROGRAMS_PER_SM = 4  # persistent programs, each owning CAP scratch entries
+PROGRAMS_PER_SM = 4  # persistent programs (what stays resident at 119 registers), each with CAP scratch entries
 NUM_WARPS_MANY, NUM_WARPS_FEW = 4, 16  # few programs (decode): wide ones finish a row sooner
 _INT32_MIN = tl.constexpr(-(2**31))
 
@@ -56,22 +59,6 @@ def _pick_digit(hist, prefix, k_rem, SHIFT: tl.constexpr, NBINS: tl.constexpr):
     sel = tl.max(tl.where(at_or_above >= k_rem, bins, 0), 0)
     above = tl.sum(tl.where(bins > sel, hist, 0), 0)
     return prefix | (sel.to(tl.uint32) << SHIFT), k_rem - above
-
-
-@triton.jit
-def _rank_key_in_block(key, valid, r, RADIX_BITS: tl.constexpr):
-    """The r-th largest of the valid keys of a register tensor (r <= number valid)."""
-    NBINS: tl.constexpr = 1 << RADIX_BITS
-    prefix = (r * 0).to(tl.uint32)
-    k_rem = r
-    for i in tl.static_range(32 // RADIX_BITS):
-        SHIFT = 32 - RADIX_BITS * (i + 1)
-        cand = valid
-        if i > 0:
-            cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
-        hist = tl.histogram(((key >> SHIFT) & (NBINS - 1)).to(tl.int32), NBINS, mask=cand)
-        prefix, k_rem = _pick_digit(hist, prefix, k_rem, SHIFT, NBINS)
-    return prefix
 
 
 @triton.jit
@@ -104,20 +91,37 @@ def _radix_select(v_ptr, sv, n, K, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr
 
 
 @triton.jit
-def _sample_threshold(v_ptr, sv, n, target,
-                      NCH: tl.constexpr, WIDTH: tl.constexpr, RADIX_BITS: tl.constexpr):
-    """A key such that about `target` of the n row keys are >= it, from NCH runs of WIDTH scores
-    (n >= NCH * WIDTH). 0 (= every finite key) when the sample has too few finite keys."""
+def _sample_threshold(v_ptr, sv, n, target, NCH: tl.constexpr, WIDTH: tl.constexpr,
+                      RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr):
+    """A key such that about `target` of the n row keys are >= it: the r-th largest key of a sample
+    of NCH runs of WIDTH scores spread over the row (n >= NCH * WIDTH), r scaled from target.
+    0 (= every finite key) when the sample has fewer than r finite keys. The sample is re-read from
+    L2 on each radix pass, BLOCK at a time, rather than held in registers (registers set occupancy)."""
+    M: tl.constexpr = NCH * WIDTH
+    NBINS: tl.constexpr = 1 << RADIX_BITS
     step = n // NCH
-    pos = tl.arange(0, NCH)[:, None] * step + tl.arange(0, WIDTH)[None, :]
-    xs = tl.reshape(tl.load(v_ptr + pos * sv), (NCH * WIDTH,))
-    fin = xs > float("-inf")
-    r = tl.maximum((target * (NCH * WIDTH) + n - 1) // n, 1)
-    n_fin = tl.sum(fin.to(tl.int32), 0)
-    thr = (r * 0).to(tl.uint32)
-    if r <= n_fin:
-        thr = _rank_key_in_block(_keys(xs), fin, tl.minimum(r, n_fin), RADIX_BITS)
-    return thr
+    r = tl.maximum((target * M + n - 1) // n, 1)
+    prefix = (r * 0).to(tl.uint32)
+    k_rem = r
+    n_fin = r * 0
+    for i in tl.static_range(32 // RADIX_BITS):
+        SHIFT = 32 - RADIX_BITS * (i + 1)
+        hist = tl.zeros((NBINS,), tl.int32)
+        c0 = r * 0
+        while c0 < M:
+            offs = c0 + tl.arange(0, BLOCK)
+            x = tl.load(v_ptr + ((offs // WIDTH) * step + offs % WIDTH) * sv, mask=offs < M,
+                        other=float("-inf"))
+            key = _keys(x)
+            cand = x > float("-inf")
+            if i > 0:
+                cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
+            hist += tl.histogram(((key >> SHIFT) & (NBINS - 1)).to(tl.int32), NBINS, mask=cand)
+            c0 += BLOCK
+        if i == 0:
+            n_fin = tl.sum(hist, 0)
+        prefix, k_rem = _pick_digit(hist, prefix, k_rem, SHIFT, NBINS)
+    return tl.where(r <= n_fin, prefix, 0)
 
 
 @triton.jit
@@ -218,7 +222,7 @@ def _topk_kernel(
         ok = n < 0
         count = n * 0
         if n > CAP:
-            thr = _sample_threshold(x_row, sxt, n, target, NCH, WIDTH, RADIX_BITS)
+            thr = _sample_threshold(x_row, sxt, n, target, NCH, WIDTH, RADIX_BITS, BLOCK)
             count = _filter(x_row, sxt, m_row, smt, HAS_MAP, start, n, thr, cv, ci, CAP, BLOCK)
             ok = (count <= CAP) & ((count >= K) | (thr == 0))
             tl.debug_barrier()  # the list is read back by other threads of the program
@@ -249,7 +253,7 @@ def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
 
 
 def _capacity(topk: int) -> int:
-    return max(BLOCK, triton.next_power_of_2(4 * topk))
+    return max(SAMPLE_CHUNKS * SAMPLE_WIDTH, triton.next_power_of_2(4 * topk))
 
 
 def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_strides, fallbacks):
