@@ -61,6 +61,8 @@ def indexer_scores(S, T, B=1, dtype=torch.float8_e4m3fn, seed=0):
 # --- top-k -------------------------------------------------------------------------------------
 
 def tune_topk():
+    defaults_many = (tk.BLOCK_MANY, tk.PROGRAMS_PER_SM_MANY, tk.NUM_WARPS_MANY)
+    defaults_few = (tk.BLOCK_FEW, tk.NUM_WARPS_FEW)
     cases = [("prefill", 1, 4096, 131072, True), ("decode", 64, 2, 131072, False),
              ("decode", 1, 2, 131072, False)]
     for phase, B, S, T, causal in cases:
@@ -80,8 +82,8 @@ def tune_topk():
                     for qs in ((None, T - S) if causal else (None,)):
                         variants.append(dict(BLOCK=block, PROGRAMS_PER_SM=pps, nw=nw, splits=splits, q_start=qs))
         for v in variants:
-            tk.BLOCK = v["BLOCK"]
-            tk.PROGRAMS_PER_SM = v["PROGRAMS_PER_SM"]
+            tk.BLOCK_MANY = tk.BLOCK_FEW = v["BLOCK"]
+            tk.PROGRAMS_PER_SM_MANY = v["PROGRAMS_PER_SM"]
             tk.NUM_WARPS_MANY = tk.NUM_WARPS_FEW = v["nw"]
             fb = torch.zeros(1, dtype=torch.int32, device="cuda")
             out = topk_indices(scores, K, splits=v["splits"], q_start=v["q_start"], fallbacks=fb)
@@ -91,7 +93,8 @@ def tune_topk():
                       impl="triton", **base, **v)
             record(kind="topk", impl="triton", ms=ms, exact=exact, fallbacks=int(fb.item()),
                    gbps=(scores.numel() * 4 / ms / 1e6) if ms else None, **base, **v)
-        tk.BLOCK, tk.PROGRAMS_PER_SM, tk.NUM_WARPS_MANY, tk.NUM_WARPS_FEW = 1024, 4, 4, 16
+        tk.BLOCK_MANY, tk.PROGRAMS_PER_SM_MANY, tk.NUM_WARPS_MANY = defaults_many
+        tk.BLOCK_FEW, tk.NUM_WARPS_FEW = defaults_few
         del scores
         torch.cuda.empty_cache()
 

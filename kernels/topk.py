@@ -32,15 +32,17 @@ from kernels._common import num_sms
 from kernels._indexer_args import check_topk_args
 from kernels.reference.topk import topk_rows
 
-# Scores per loop step. With 4 warps, 4096 took 255 registers a thread (ncu on an H200: 12.5%
-# occupancy, one scheduler slot in four issued); 1024 keeps registers low so more programs hide
-# the loads' latency (ptxas: 119 registers at 1024, 89 at 512).
-BLOCK = 1024
+# Launch shapes by regime, measured on an H200 (k = 2048, fp32 rows of 128K):
+# - many rows (prefill): 4 warps; 4096-score blocks took 255 registers a thread (ncu: 12.5%
+#   occupancy, one scheduler slot in four issued), 512 take 89, so 5 programs stay resident per SM:
+#   [4096 x 131072] 3.93 ms -> 2.63 ms (1024-score blocks: 3.49 ms);
+# - rows <= 2 x SMs (decode): one program per row, 16 warps, 4096-score blocks: B=64 x 2 tokens
+#   0.111 ms (512: 0.31 ms, 1024: 0.20 ms).
+BLOCK_MANY, PROGRAMS_PER_SM_MANY, NUM_WARPS_MANY = 512, 5, 4
+BLOCK_FEW, NUM_WARPS_FEW = 4096, 16
 RADIX_BITS = 4  # digit width: tl.histogram costs grow with bins (4 bits measured best, see history)
 SAMPLE_CHUNKS, SAMPLE_WIDTH = 128, 32  # 4096 sampled scores in 128-byte runs
 OVERSAMPLE = 1.5  # aim the filter at 1.5 k + 128 survivors: k is missed only ~4 sigma off
-PROGRAMS_PER_SM = 4  # persistent programs (what stays resident at 119 registers), each with CAP scratch entries
-NUM_WARPS_MANY, NUM_WARPS_FEW = 4, 16  # few programs (decode): wide ones finish a row sooner
 _INT32_MIN = tl.constexpr(-(2**31))
 
 
@@ -252,7 +254,7 @@ def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
     return max(1, min(best, 1 << int(math.log2(sms // rows))))
 
 
-def _capacity(topk: int) -> int:
+def _capacity(topk: int) -> int:  # scratch entries per program: room for ~2.5x the filter's target
     return max(SAMPLE_CHUNKS * SAMPLE_WIDTH, triton.next_power_of_2(4 * topk))
 
 
@@ -260,7 +262,9 @@ def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_
     rows = x.shape[0] * S
     n_work = rows * n_seg
     sms = num_sms(x.device)
-    programs = max(1, min(n_work, sms * PROGRAMS_PER_SM))
+    many = n_work >= 2 * sms
+    block, nw = (BLOCK_MANY, NUM_WARPS_MANY) if many else (BLOCK_FEW, NUM_WARPS_FEW)
+    programs = max(1, min(n_work, sms * (PROGRAMS_PER_SM_MANY if many else 1)))  # persistent
     cap = _capacity(topk)
     cv = torch.empty(programs, cap, dtype=torch.float32, device=x.device)
     ci = torch.empty(programs, cap, dtype=torch.int32, device=x.device)
@@ -272,8 +276,8 @@ def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_
         *x.stride(), *map_strides, *o_strides,
         HAS_MAP=xmap is not None, WRITE_VALUES=ov is not None, CAUSAL=q_start is not None,
         COUNT_FB=fallbacks is not None,
-        CAP=cap, BLOCK=BLOCK, RADIX_BITS=RADIX_BITS, NCH=SAMPLE_CHUNKS, WIDTH=SAMPLE_WIDTH,
-        num_warps=NUM_WARPS_MANY if programs >= 2 * sms else NUM_WARPS_FEW,
+        CAP=cap, BLOCK=block, RADIX_BITS=RADIX_BITS, NCH=SAMPLE_CHUNKS, WIDTH=SAMPLE_WIDTH,
+        num_warps=nw,
     )
 
 
