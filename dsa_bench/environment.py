@@ -22,11 +22,12 @@ def _git(*args: str) -> str | None:
 
 
 def git_info() -> dict[str, Any]:
+    if os.environ.get("DSA_BENCH_GIT_COMMIT"):
+        # A copy of the tree shipped to a GPU machine, without .git or with a stale one: the shipper
+        # names the commit, and that wins over whatever .git the copy carries.
+        return {"commit": os.environ["DSA_BENCH_GIT_COMMIT"], "dirty": None, "source": "DSA_BENCH_GIT_COMMIT"}
     status = _git("status", "--porcelain", "--untracked-files=no")
     commit = _git("rev-parse", "HEAD")
-    if commit is None and os.environ.get("DSA_BENCH_GIT_COMMIT"):
-        # A copy of the tree without .git (e.g. shipped to a GPU machine): the shipper names the commit.
-        return {"commit": os.environ["DSA_BENCH_GIT_COMMIT"], "dirty": None, "source": "DSA_BENCH_GIT_COMMIT"}
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

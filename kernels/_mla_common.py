@@ -7,6 +7,23 @@ The 576-wide latent is split into the d_v (=512) part, which is both key and val
 
 Split-K: when (query rows x head blocks) cannot fill the GPU (decode), the key range is cut into
 `num_splits` slices; each writes a normalised partial (out, lse) and a combine kernel merges them.
+
+Where it stands (H200, bf16, H = 128, k = 2048; dsa_bench/tune.py and the kernels-h200 runs): sparse
+prefill S = 4096 at T = 128K, uniform indices, 10.1 ms = 230 TFLOP/s; sparse decode B = 128, S = 2,
+T = 32K, 190-228 TFLOP/s; dense decode 270-277 TFLOP/s. What limits it, measured:
+- ncu (sparse prefill): 255 registers and 221 KB shared memory a program -> one 8-warp program per
+  SM (12.5% occupancy); one issue slot in 3.5 used; 504M unfused FP32 instructions (the online
+  softmax and the [64, 512] rescale). Each block runs QK wgmma -> softmax -> PV wgmma in series with
+  nothing to overlap it; FlashMLA-class kernels overlap them with warp specialisation (producer
+  warps gathering, two consumer warpgroups ping-ponging), which Triton 3.6 does not apply here
+  (tl.range(warp_specialize=True) leaves this loop unpartitioned on sm_90: checked in the TTGIR).
+- The kv gather is pipelined by Triton itself (cp.async, num_stages deep; visible in the TTGIR once
+  the row stride is known to be a multiple of 16). A hand-written register double buffer spills.
+- Tried, slower (same run): BLOCK_N 32 (150-170 TF/s), 3-4 stages at BLOCK_N 32, BLOCK_H 32 with
+  4 warps (190-217), 4 warps at BLOCK_H 64 (spills, 120), lazy rescaling of the accumulator (only
+  when the row max grows by 2^8; the branch costs more than the multiply it saves: 199 vs 225).
+- Kept: both head blocks of a query row are neighbours in launch order, so the second gather of
+  the same kv rows hits L2 (+3-4%).
 """
 from __future__ import annotations
 

@@ -166,8 +166,15 @@ def _ref_suffix(df: pd.DataFrame, impl: str) -> str:
     return " (reference)" if len(r) and bool(r.iloc[0]) else ""
 
 
-def _phase_word(phase: str) -> str:
-    return "prefill (whole sequence)" if phase == "prefill" else "decode step"
+def _phase_word(phase: str, df: pd.DataFrame | None = None) -> str:
+    if phase != "prefill":
+        return "decode step"
+    if df is not None and "query_tokens" in df:
+        rows = df[(df["phase"] == "prefill") & df["query_tokens"].notna()]
+        steps = rows[rows["query_tokens"].astype(float) < rows["context"].astype(float)]
+        if len(steps):  # scenario's prefill_tokens: one chunked-prefill step at the end of the context
+            return f"prefill step ({fmt_tokens(int(steps['query_tokens'].iloc[0]))} queries at the end of the context)"
+    return "prefill (whole sequence)"
 
 
 def _cpu_tag(run: Run) -> str:
@@ -218,7 +225,7 @@ def latency_vs_context(run: Run, out_dir: Path, notes: Optional[list[str]] = Non
         _value_axis(ax, fmt_ms_tick)
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("median latency (log scale), bars: IQR")
-        ax.set_title(f"{_phase_word(phase).capitalize()} latency vs context, batch {batch}{_cpu_tag(run)}", loc="left")
+        ax.set_title(f"{_phase_word(phase, run.results).capitalize()} latency vs context, batch {batch}{_cpu_tag(run)}", loc="left")
         handles, labels = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], marker="o", ls="none", mfc="white", mec="#555555"))
         labels.append("hollow: launch-overhead regime, not fitted")
@@ -378,7 +385,7 @@ def stage_breakdown(run: Run, out_dir: Path, notes: Optional[list[str]] = None) 
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("median time (log scale)")
         ax.grid(axis="x", visible=False)
-        ax.set_title(f"{_phase_word(phase).capitalize()}, batch {batch}, k = {k}: {impl} stages"
+        ax.set_title(f"{_phase_word(phase, run.results).capitalize()}, batch {batch}, k = {k}: {impl} stages"
                      f"{' next to the best dense baseline' if has_dense else ' (no dense baseline measured)'}"
                      f"{_cpu_tag(run)}", loc="left")
         handles = ([Patch(color="#1f5fa8", alpha=0.85, label="best dense baseline (whole call)")] if has_dense else [])
