@@ -115,8 +115,11 @@ class Runner:
             if check == "failed":
                 tol = TOLERANCE[w.dtype]
                 return [dict(base, status="wrong", reason=problem or f"rel_err {rel_err:.3g} > tolerance {tol:g}")], []
-            self.timer.warmup(prepared.run)
-            stats = self.timer.measure(prepared.run)
+            timed, mode = self._timed_callable(w, prepared.run)
+            base["timing"] = mode
+            self.timer.warmup(timed)
+            stats = self.timer.measure(timed)
+            del timed
             peak, workspace = self.timer.peak_memory(prepared.run)
             kind = "dsa" if impl.family == "dsa" else ("dense_mha" if w.point.phase == "prefill" else "dense_mla")
             rows = [self._timed_row(base, "total", stats, w.work(kind), peak_mem_bytes=peak, workspace_bytes=workspace)]
@@ -161,12 +164,32 @@ class Runner:
             return "failed", (rel if not math.isnan(rel) else math.inf), None
         return "passed", rel, None
 
+    def use_graphs(self, w: Workload) -> bool:
+        wanted = self.s.measure.cuda_graph
+        if wanted is None:
+            wanted = w.point.phase == "decode"
+        return bool(wanted) and self.device.type == "cuda"
+
+    def _timed_callable(self, w: Workload, fn):
+        """(what to time, how it is timed: 'cuda_graph' or 'eager', with why when a graph was wanted
+        and could not be had)."""
+        if not self.use_graphs(w):
+            wanted = self.s.measure.cuda_graph
+            return fn, ("eager (no CUDA device)" if wanted and self.device.type != "cuda" else "eager")
+        try:
+            return self.timer.graphed(fn), "cuda_graph"
+        except Exception as exc:  # noqa: BLE001 - an op that cannot be captured: time it eagerly
+            torch.cuda.synchronize(self.device)
+            return fn, f"eager (graph capture failed: {_one_line(exc)[:120]})"
+
     def _stages(self, base: dict, w: Workload, prepared, samples: list[dict]) -> list[dict]:
         """Time each stage chunk by chunk; a stage's median is the sum of its chunks' medians."""
         per_stage: dict[str, list[Stats]] = {}
         for i, (stage, fn) in enumerate(prepared.stages()):
+            fn, _ = self._timed_callable(w, fn)  # same mode as the whole call (recorded there)
             self.timer.warmup(fn)
             st = self.timer.measure(fn)
+            del fn
             per_stage.setdefault(stage, []).append(st)
             samples += self._sample_rows(base, stage, len(per_stage[stage]) - 1, st)
         rows = []
@@ -266,7 +289,10 @@ def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch
         "clocks_start": environment.clocks_now(device),
         "timing_note": CPU_TIMING_NOTE if device.type == "cpu" else
         "GPU timings with CUDA events; median of samples after warm-up"
-        + ("; L2 flushed before each sample" if scenario.measure.flush_l2 else "; L2 not flushed (warm cache)"),
+        + ("; L2 flushed before each sample" if scenario.measure.flush_l2 else "; L2 not flushed (warm cache)")
+        + {None: "; decode timed as CUDA graph replays, prefill eagerly (the `timing` column says which)",
+           True: "; every call timed as CUDA graph replays (the `timing` column says which)",
+           False: "; every call timed eagerly (launch and host overhead included)"}[scenario.measure.cuda_graph],
     }
     run_id = new_run_id(device.type)
     meta["run_id"] = run_id

@@ -72,6 +72,9 @@ class Measure(_Strict):
     check: bool = Field(True, description="compare with the PyTorch reference before timing")
     check_rows: PositiveInt = Field(48, description="query rows per point checked (spread over S)")
     stages: bool = Field(True, description="also time DSA's indexer, top-k and sparse MLA stages")
+    cuda_graph: Optional[bool] = Field(
+        None, description="time replays of a CUDA graph captured from each call (and each stage), as "
+        "serving engines run decode; default: on for decode on a GPU, off otherwise")
     dtype: Literal["bf16", "fp16", "fp32"] = "bf16"
     indexer_dtype: Literal["bf16", "fp8"] = "bf16"
     prefill_chunk: Optional[PositiveInt] = Field(

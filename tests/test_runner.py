@@ -197,3 +197,26 @@ def test_prefill_tokens_time_one_chunked_prefill_step(tmp_path):
     total = [r for r in store.rows() if r["stage"] == "total"]
     assert {r["status"] for r in total} == {"ok"}, [(r["implementation"], r["reason"]) for r in total]
     assert {int(r["query_tokens"]) for r in total} == {5} and {int(r["q_start"]) for r in total} == {65}
+
+
+def test_timing_mode_is_recorded(tmp_path):
+    """On the CPU every call is eager; a scenario asking for graphs there says why it did not get them."""
+    s = scenario(["dense-torch"], sweep={"context": [37], "topk": [16], "batch": [2]})
+    res, store = run(s, tmp_path)
+    assert {r["timing"] for r in store.rows()} == {"eager"}
+    s2 = scenario(["dense-torch"], sweep={"context": [37], "topk": [16], "batch": [2]},
+                  measure={**s.measure.model_dump(), "cuda_graph": True})
+    res, store2 = run(s2, tmp_path / "g")
+    assert {r["timing"] for r in store2.rows()} == {"eager (no CUDA device)"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_matches_eager_output():
+    from dsa_bench.timing import Timer
+
+    t = Timer(torch.device("cuda"), flush_l2=False, warmup_ms=0, min_samples=3, max_samples=3,
+              min_time_ms=0, max_time_ms=10)
+    x = torch.randn(1000, device="cuda")
+    replay = t.graphed(lambda: x * 2)
+    x.copy_(torch.randn(1000, device="cuda"))  # replays read the captured input's memory
+    assert torch.equal(replay(), x * 2)
