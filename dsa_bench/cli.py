@@ -90,9 +90,17 @@ def run(
     gpu: Optional[str] = typer.Option(None, "--gpu", help="cost model: price on this GPU profile (h800, h100, h200, ...)"),
     price: Optional[float] = typer.Option(None, "--price", help="cost model: USD per GPU hour"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the HTML report at the end"),
-    report_out: Path = typer.Option(Path("reports"), "--report-out", help="reports root for the end-of-run report"),
+    report_out: Optional[Path] = typer.Option(
+        None, "--report-out", help="reports root for the end-of-run report (default: ./reports, or OUT/reports when --out is given)"),
 ) -> None:
-    """Run a scenario: check, time and record every (point, implementation); then report."""
+    """Run a scenario: check, time and record every (point, implementation); then report.
+
+    Exit codes: 0 every point ok; 1 the sweep finished but a row is wrong/error, or the report failed;
+    2 bad input (scenario, device, output directory), nothing measured; 130 interrupted (Ctrl-C or
+    SIGTERM): finished points are kept, continue with --resume.
+    """
+    if report_out is None:
+        report_out = Path("reports") if out == Path("results") else out / "reports"
     try:
         s = load_scenario(scenario)
     except ScenarioError as e:
@@ -127,18 +135,31 @@ def run(
     except ValueError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
+    except OSError as e:
+        err.print(f"[bold red]error:[/] --out {out}: cannot create the run directory there "
+                  f"({e.strerror or type(e).__name__})", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
     console.print(f"run directory: {store.dir}" + (f" (resuming, {len(done)} done)" if done else ""))
 
     from dsa_bench.progress import SweepProgress
 
-    with SweepProgress(console) as progress:
-        r = runner.Runner(s, dev, store, on_progress=progress.update)
-        try:
-            result = r.run(done)
-        except KeyboardInterrupt:
-            runner.finish_run(store, dev, "interrupted")
-            err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")
-            raise typer.Exit(EXIT_INTERRUPTED)
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM (kill, a batch scheduler) ends the run like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with SweepProgress(console) as progress:
+            r = runner.Runner(s, dev, store, on_progress=progress.update)
+            try:
+                result = r.run(done)
+            except KeyboardInterrupt:
+                runner.finish_run(store, dev, "interrupted")
+                err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")
+                raise typer.Exit(EXIT_INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     runner.finish_run(store, dev, "complete")
     if full.cost.curves:
         import pandas as pd
@@ -159,12 +180,16 @@ def run(
     if dev.type == "cpu":
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
     console.print(f"wrote {store.results_path}, {store.samples_path}, {store.meta_path}")
+    report_failed = False
     if not no_report:
         from dsa_bench.report.cli_commands import report_command
 
-        report_command(store.dir, report_out)
+        report_failed = report_command(store.dir, report_out) != 0
+    if report_failed:
+        err.print("[bold red]the report failed[/] (results are intact; retry with `dsa-bench report`)", highlight=False)
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
+    if bad or report_failed:
         raise typer.Exit(EXIT_FAILED_POINTS)
 
 

@@ -82,7 +82,9 @@ def _check_rows(S: int, n: int) -> list[tuple[int, int]]:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    msg = str(exc).lower()
+    return (isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in msg
+            or "can't allocate memory" in msg or "cannot allocate memory" in msg)  # CPU allocator
 
 
 class Runner:
@@ -303,6 +305,7 @@ def finish_run(store: RunStore, device: torch.device, status: str) -> None:
     meta = store.meta()
     meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
     store.write_meta(meta)
+    store.unlock()
 
 
 def _now() -> str:

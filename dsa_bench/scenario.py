@@ -6,7 +6,7 @@ the path inside the file (`sweep.context[2]: must be a positive integer, got -5`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
@@ -35,13 +35,22 @@ class ScenarioError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Limits: what no real scenario needs, and what would only fail (or hang) later if accepted.
+MAX_FILE_BYTES = 1 << 20  # a scenario is a few hundred bytes; it is also copied into run.json and reports
+MAX_CONTEXT = 1 << 24  # 16M tokens
+MAX_BATCH = 4096
+MAX_TOPK = 1 << 24
+MAX_POINTS = 10_000  # sweep points (crossed axes) in one scenario
+MAX_NAME = 100
 
 
 class Sweep(_Strict):
-    context: list[PositiveInt] = Field(min_length=1, description="context lengths T (tokens)")
-    topk: list[PositiveInt] = Field(default=[2048], min_length=1, description="DSA top-k")
-    batch: list[PositiveInt] = Field(default=[1], min_length=1, description="batch sizes")
+    context: list[Annotated[PositiveInt, Field(le=MAX_CONTEXT)]] = Field(min_length=1, description="context lengths T (tokens)")
+    topk: list[Annotated[PositiveInt, Field(le=MAX_TOPK)]] = Field(default=[2048], min_length=1, description="DSA top-k")
+    batch: list[Annotated[PositiveInt, Field(le=MAX_BATCH)]] = Field(default=[1], min_length=1, description="batch sizes")
     zip: list[list[Literal["context", "topk", "batch"]]] = Field(
         default_factory=list,
         description="groups of axes that vary together (same length, zipped) instead of crossed",
@@ -59,7 +68,20 @@ class Sweep(_Strict):
             lengths = {a: len(getattr(self, a)) for a in group}
             if len(set(lengths.values())) != 1:
                 raise ValueError(f"zip: zipped axes must have equal lengths, got {lengths}")
+        n = self.points()
+        if n > MAX_POINTS:
+            raise ValueError(f"sweep: {n} points (context x topk x batch) is more than the limit of {MAX_POINTS}")
         return self
+
+    def points(self) -> int:
+        n, zipped = 1, set()
+        for group in self.zip:
+            n *= len(getattr(self, group[0]))
+            zipped |= set(group)
+        for axis in AXES:
+            if axis not in zipped:
+                n *= len(getattr(self, axis))
+        return n
 
 
 class Measure(_Strict):
@@ -138,7 +160,7 @@ class CpuSection(_Strict):
 
 
 class Scenario(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME)
     description: str = ""
     model: ModelShape
     phase: Literal["prefill", "decode"]
@@ -266,6 +288,12 @@ def _message(err: dict) -> str:
         msg = f"must be one of {ctx.get('expected')}"
     elif kind == "too_short":
         msg = f"must have at least {ctx.get('min_length')} item(s)"
+    elif kind == "less_than_equal":
+        msg = f"must be at most {ctx.get('le')}"
+    elif kind == "string_too_long":
+        msg = f"must be at most {ctx.get('max_length')} characters"
+    elif kind == "finite_number":
+        msg = "must be a finite number"
     elif kind == "string_pattern_mismatch":
         msg = "must start with a letter or digit and use only letters, digits, '.', '_' and '-'"
     elif kind == "value_error":
@@ -290,16 +318,61 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, format_validation_error(exc)) from None
 
 
-def load_scenario(path: Union[str, Path]) -> Scenario:
-    path = Path(path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                dup = key in seen
+            except TypeError:  # an unhashable key: let the base class report it
+                dup = False
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key) if not isinstance(key, (list, dict)) else None
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_scenario_text(path: Path) -> str:
+    """The file's text, refusing what is not a small regular UTF-8 text file (a FIFO or /dev/zero
+    would block or fill memory)."""
     try:
-        text = path.read_text()
+        st = path.stat()
     except OSError as exc:
         raise ScenarioError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise ScenarioError(str(path), ["<file>: not a regular file"])
+    if st.st_size > MAX_FILE_BYTES:
+        raise ScenarioError(str(path), [f"<file>: {st.st_size} bytes, more than the limit of {MAX_FILE_BYTES}"])
     try:
-        data = yaml.safe_load(text)
+        data = path.read_bytes()[: MAX_FILE_BYTES + 1]
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot read file: {exc.strerror}"]) from None
+    if b"\x00" in data:
+        raise ScenarioError(str(path), ["<file>: binary content (NUL bytes), not a YAML text file"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(str(path), [f"<file>: not UTF-8 text (byte {exc.start})"]) from None
+
+
+def load_scenario(path: Union[str, Path]) -> Scenario:
+    path = Path(path)
+    text = _read_scenario_text(path)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ScenarioError(str(path), [f"<yaml>: {where}{getattr(exc, 'problem', exc)}"]) from None
-    return parse_scenario(data, str(path))
+    except RecursionError:
+        raise ScenarioError(str(path), ["<yaml>: nested too deeply"]) from None
+    try:
+        return parse_scenario(data, str(path))
+    except RecursionError:
+        raise ScenarioError(str(path), ["<scenario>: nested too deeply"]) from None

@@ -1,14 +1,21 @@
 """The results store: results/<scenario>/<run-id>/{results.csv, samples.csv, run.json}.
 
 Rows are appended and flushed as each (point, implementation) finishes, so an interrupted run keeps
-every finished point; `resume` reloads the keys already written and the runner skips them. A crash
-mid-line leaves a torn last line, which opening for resume trims.
+every finished point; `resume` reloads the keys already written and the runner skips them.
+- Every row says how many rows its point wrote (`point_rows`): a point is done only when all of
+  them are there, so a write torn between rows (or mid-line) is redone, never half-kept.
+- Resume rewrites the files it trims by write-then-rename: a kill at any moment leaves either the
+  old or the new file, never a truncated one.
+- A run directory is locked (filelock, released when the process dies) while a process writes to
+  it: a second run or resume on the same directory is refused, not interleaved.
+- Run ids carry a random suffix: two runs started in the same second get different directories.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -18,6 +25,7 @@ RESULT_COLUMNS = [
     "query_tokens", "q_start", "status", "reason", "check", "rel_err", "latency_ms", "latency_ms_q1",
     "latency_ms_q3", "latency_ms_min", "samples", "peak_mem_bytes", "workspace_bytes",
     "kv_cache_bytes", "flops", "bytes", "tflops", "gbps", "dtype", "indexer_dtype", "device", "timing",
+    "point_rows",
 ]
 SAMPLE_COLUMNS = ["implementation", "phase", "stage", "batch", "context", "topk", "chunk", "sample", "ms"]
 STATUSES = ("ok", "oom", "wrong", "error", "skipped")
@@ -32,16 +40,33 @@ def row_key(row: dict[str, Any]) -> tuple:
     )
 
 
+class RunLocked(ValueError):
+    """Another process is writing to this run directory."""
+
+
 def new_run_id(device: str) -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{device}"
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{device}-{secrets.token_hex(2)}"
 
 
-def _trim_torn_line(path: Path) -> None:
+def _atomic_write_rows(path: Path, cols: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV, minus a torn last line (a crash mid-write leaves one without its newline)."""
     if not path.exists():
-        return
+        return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+        data = data[: data.rfind(b"\n") + 1]
+    return list(csv.DictReader(data.decode("utf-8", errors="replace").splitlines()))
 
 
 class RunStore:
@@ -50,12 +75,35 @@ class RunStore:
         self.results_path = self.dir / "results.csv"
         self.samples_path = self.dir / "samples.csv"
         self.meta_path = self.dir / "run.json"
+        self._lock = None
+
+    # --- the writer's lock ----------------------------------------------------------------------
+    def lock(self) -> "RunStore":
+        """Take the run directory's lock, or raise RunLocked at once (no waiting)."""
+        from filelock import FileLock, Timeout
+
+        # One lock object per path in a process (is_singleton): this process may reopen its own run
+        # (a resume after an in-process failure); another process is refused.
+        lock = FileLock(str(self.dir / ".lock"), is_singleton=True, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunLocked(f"{self.dir} is being written by another dsa-bench process (its lock "
+                            f"{self.dir / '.lock'} is held); wait for it to finish") from None
+        self._lock = lock
+        return self
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # --- creation / reopening ---------------------------------------------------------------
     @classmethod
     def create(cls, root: Path, scenario: str, run_id: str, meta: dict[str, Any]) -> "RunStore":
         store = cls(Path(root) / scenario / run_id)
         store.dir.mkdir(parents=True, exist_ok=False)
+        store.lock()
         for path, cols in ((store.results_path, RESULT_COLUMNS), (store.samples_path, SAMPLE_COLUMNS)):
             with path.open("w", newline="") as f:
                 csv.writer(f).writerow(cols)
@@ -69,16 +117,17 @@ class RunStore:
         return cls(runs[-1]) if runs else None
 
     def reopen(self) -> set[tuple]:
-        """Prepare for resume: trim torn lines, drop samples of unfinished points; return done keys."""
-        _trim_torn_line(self.results_path)
-        _trim_torn_line(self.samples_path)
-        done = {row_key(r) for r in self.rows()}
-        with self.samples_path.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if row_key(r) in done]
-        with self.samples_path.open("w", newline="") as f:
-            w = csv.DictWriter(f, SAMPLE_COLUMNS)
-            w.writeheader()
-            w.writerows(kept)
+        """Prepare for resume (lock held): keep only complete points and their samples; return their
+        keys. Both files are rewritten by write-then-rename."""
+        self.lock()
+        rows = _read_rows(self.results_path)
+        by_key: dict[tuple, list[dict[str, str]]] = {}
+        for r in rows:
+            by_key.setdefault(row_key(r), []).append(r)
+        done = {k for k, rs in by_key.items() if _complete(rs)}
+        _atomic_write_rows(self.results_path, RESULT_COLUMNS, (r for r in rows if row_key(r) in done))
+        kept = [r for r in _read_rows(self.samples_path) if row_key(r) in done]
+        _atomic_write_rows(self.samples_path, SAMPLE_COLUMNS, kept)
         return done
 
     # --- metadata ------------------------------------------------------------------------------
@@ -92,7 +141,10 @@ class RunStore:
 
     # --- rows ----------------------------------------------------------------------------------
     def append(self, rows: Iterable[dict[str, Any]], samples: Iterable[dict[str, Any]] = ()) -> None:
-        # Samples first: a crash between the two files leaves orphan samples, which reopen() drops.
+        """All rows of one point. Samples first: a crash between the two files leaves orphan samples,
+        which reopen() drops."""
+        rows = list(rows)
+        rows = [dict(r, point_rows=len(rows)) for r in rows]
         self._append(self.samples_path, SAMPLE_COLUMNS, samples)
         self._append(self.results_path, RESULT_COLUMNS, rows)
 
@@ -108,8 +160,13 @@ class RunStore:
             os.fsync(f.fileno())
 
     def rows(self) -> list[dict[str, str]]:
-        with self.results_path.open(newline="") as f:
-            return list(csv.DictReader(f))
+        return _read_rows(self.results_path)
+
+
+def _complete(rows: list[dict[str, str]]) -> bool:
+    """Whether a point's rows are all there (rows written before point_rows existed count as whole)."""
+    want = rows[0].get("point_rows") or ""
+    return not want.isdigit() or len(rows) >= int(want)
 
 
 def _fmt(v: Any) -> Any:

@@ -16,7 +16,7 @@ from dsa_bench.costmodel.gpus import get_gpu
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # Peak rates these fractions refer to: H800 SXM5 dense BF16 989.5 TFLOP/s, FP8 1979 TFLOP/s, HBM 3.35 TB/s.
@@ -130,6 +130,16 @@ class Calibration(_Strict):
     @classmethod
     def _known_gpu(cls, v: str) -> str:
         return get_gpu(v).name
+
+    @field_validator("paper_csv")
+    @classmethod
+    def _paper_csv_exists(cls, v: Optional[str]) -> Optional[str]:
+        # Checked now, not after a whole sweep: the path is read relative to the working directory.
+        from pathlib import Path
+
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"no such file {v!r} (relative paths are read from the working directory)")
+        return v
 
 
 class CostConfig(_Strict):

@@ -43,14 +43,28 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
 def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float] = None,
                     html: Optional[Path] = None) -> int:
     """Compare B against A point by point; 1 when --fail-on-regression PCT finds a regression, 2 on bad input."""
+    import math
+
     from dsa_bench.report import compare_html, compare_runs
     from dsa_bench.report.compare import VERDICT_RULE, display_rows, regressions
     from dsa_bench.report.load import RunError
 
+    if fail_on_regression is not None and not (math.isfinite(fail_on_regression) and fail_on_regression >= 0):
+        err.print(f"[bold red]error:[/] --fail-on-regression: must be a finite percentage >= 0, got {fail_on_regression}",
+                  highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    if html is not None and Path(html).is_dir():
+        err.print(f"[bold red]error:[/] --html: {html} is a directory; give a file path", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
     try:
         df = compare_runs(Path(run_a), Path(run_b))
     except RunError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    both = df["verdict"].isin(["faster", "slower", "same", "unclear", "broken", "fixed"]) if len(df) else df.index == 0
+    if fail_on_regression is not None and not both.any():
+        err.print("[bold red]error:[/] --fail-on-regression: no point was measured in both runs (different "
+                  "scenarios or sweeps?), so there is nothing to gate on", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     failing = regressions(df, fail_on_regression) if fail_on_regression is not None else df.iloc[0:0]
     t = Table(title=f"B ({Path(run_b).name}) vs A ({Path(run_a).name}): ratio = median B / median A")

@@ -6,6 +6,7 @@ so a report can be made on any machine from a copied run directory.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -29,6 +30,18 @@ class RunError(ValueError):
     """A directory that is not a readable run."""
 
 
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """A scenario name or run id read from a run directory, before it becomes part of an output path:
+    one plain path component (no separators, no '..'), or RunError."""
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise RunError(f"run.json: {what} {value[:80]!r} is not a plain name (letters, digits, '.', '_', '-'); "
+                       "refusing to build an output path from it")
+    return value
+
+
 @dataclass
 class Run:
     dir: Path
@@ -42,11 +55,13 @@ class Run:
     @property
     def scenario_name(self) -> str:
         sc = self.meta.get("scenario") or {}
-        return str(self.meta.get("scenario_name") or sc.get("name") or self.dir.parent.name)
+        sc = sc if isinstance(sc, dict) else {}
+        return safe_name(str(self.meta.get("scenario_name") or sc.get("name") or self.dir.resolve().parent.name),
+                         "scenario_name")
 
     @property
     def run_id(self) -> str:
-        return str(self.meta.get("run_id") or self.dir.name)
+        return safe_name(str(self.meta.get("run_id") or self.dir.resolve().name), "run_id")
 
     @property
     def env(self) -> dict[str, Any]:
@@ -77,7 +92,19 @@ class Run:
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=columns)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    if not path.is_file():
+        raise RunError(f"{path}: not a regular file")
+    head = path.open("rb").read(4096)
+    if b"\x00" in head:
+        raise RunError(f"{path}: binary content, not a CSV file")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    except pd.errors.EmptyDataError:
+        raise RunError(f"{path}: empty file (not even a header)") from None
+    except (UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise RunError(f"{path}: not a readable CSV file ({type(e).__name__})") from None
+    if "implementation" not in df.columns:
+        raise RunError(f"{path}: no 'implementation' column: not a dsa-bench results file")
     for c in columns:
         if c not in df.columns:
             df[c] = ""
@@ -121,8 +148,10 @@ def load_run(run_dir: Path) -> Run:
     if (run_dir / "run.json").exists():
         try:
             meta = json.loads((run_dir / "run.json").read_text())
-        except json.JSONDecodeError as e:
-            notes.append(f"run.json is unreadable ({e}); environment unknown")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            notes.append(f"run.json is unreadable ({type(e).__name__}); environment unknown")
+        if not isinstance(meta, dict):
+            raise RunError(f"{run_dir / 'run.json'}: expected a JSON object, got {type(meta).__name__}")
     else:
         notes.append("run.json is missing; environment unknown")
     results = _typed_results(_read_csv(run_dir / "results.csv", RESULT_COLUMNS))
