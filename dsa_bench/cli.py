@@ -23,6 +23,11 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 EXIT_OK, EXIT_FAILED_POINTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class GateOn(str, Enum):
+    all = "all"
+    total = "total"
+
+
 class DeviceChoice(str, Enum):
     auto = "auto"
     cuda = "cuda"
@@ -140,6 +145,10 @@ def run(
                   f"({e.strerror or type(e).__name__})", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     console.print(f"run directory: {store.dir}" + (f" (resuming, {len(done)} done)" if done else ""))
+    n_points = s.sweep.points()
+    if n_points > 1000:
+        err.print(f"[bold yellow]note:[/] {n_points} sweep points x {len(s.implementations)} implementations: "
+                  "a long run (interrupt with Ctrl-C at any time and continue with --resume)", highlight=False)
 
     from dsa_bench.progress import SweepProgress
 
@@ -212,11 +221,16 @@ def compare(
         None, "--fail-on-regression", metavar="PCT",
         help="exit 1 if a point got slower by more than PCT percent (IQRs disjoint) or stopped working"),
     html: Optional[Path] = typer.Option(None, "--html", help="also write the comparison as an HTML page"),
+    gate_on: GateOn = typer.Option(GateOn.all, "--gate-on",
+                                   help="what --fail-on-regression judges: every stage row, or whole calls only"),
 ) -> None:
-    """Compare two runs point by point: ratio of medians B/A and a verdict."""
+    """Compare two runs point by point: ratio of medians B/A and a verdict.
+
+    Exit codes: 0 no regression (or no gate); 1 --fail-on-regression found one; 2 bad input.
+    """
     from dsa_bench.report.cli_commands import compare_command
 
-    raise typer.Exit(compare_command(run_a, run_b, fail_on_regression, html))
+    raise typer.Exit(compare_command(run_a, run_b, fail_on_regression, html, gate_on.value))
 
 
 @app.command("check-kernels")

@@ -41,7 +41,7 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
 
 
 def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float] = None,
-                    html: Optional[Path] = None) -> int:
+                    html: Optional[Path] = None, gate_on: str = "all") -> int:
     """Compare B against A point by point; 1 when --fail-on-regression PCT finds a regression, 2 on bad input."""
     import math
 
@@ -66,7 +66,7 @@ def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float
         err.print("[bold red]error:[/] --fail-on-regression: no point was measured in both runs (different "
                   "scenarios or sweeps?), so there is nothing to gate on", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
-    failing = regressions(df, fail_on_regression) if fail_on_regression is not None else df.iloc[0:0]
+    failing = regressions(df, fail_on_regression, gate_on) if fail_on_regression is not None else df.iloc[0:0]
     t = Table(title=f"B ({Path(run_b).name}) vs A ({Path(run_a).name}): ratio = median B / median A")
     for col in ("implementation", "stage", "B", "T", "k", "A ms", "B ms", "B/A", "verdict"):
         t.add_column(col, justify="left" if col in ("implementation", "stage", "verdict") else "right",

@@ -134,10 +134,14 @@ def _mismatch_notes(a: Run, b: Run) -> list[str]:
     return notes
 
 
-def regressions(df: pd.DataFrame, pct: float) -> pd.DataFrame:
-    """Points that fail the gate: slower by more than pct %, or broken."""
+def regressions(df: pd.DataFrame, pct: float, stages: str = "all") -> pd.DataFrame:
+    """Points that fail the gate: slower by more than pct %, or broken. stages="total" gates on
+    whole calls only (a noisy stage timing then cannot fail a run whose totals got faster)."""
     slow = (df["verdict"] == "slower") & (df["change_pct"] > pct)
-    return df[slow | (df["verdict"] == "broken")]
+    failing = df[slow | (df["verdict"] == "broken")]
+    if stages == "total" and "stage" in failing:
+        failing = failing[failing["stage"] == "total"]
+    return failing
 
 
 def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
