@@ -5,12 +5,14 @@ validation never import Triton, and the CLI can switch on the Triton interpreter
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
-
-import torch
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from dsa_bench.registry import Implementation, Prepared, register
-from dsa_bench.workload import Workload
+
+if TYPE_CHECKING:  # torch and the workload are imported where used: listing and validating stay torch-free
+    import torch
+
+    from dsa_bench.workload import Workload
 
 
 def _kernels(backend: str):
@@ -43,6 +45,7 @@ def _sdpa(w: Workload) -> Prepared:
     fast backends take (the S queries against the T - S earlier keys, then the S x S causal block)
     merged exactly by their log-sum-exps (cuDNN's attention op returns them).
     """
+    import torch
     import torch.nn.functional as F
 
     q, k, v = (t.transpose(1, 2) for t in w.mha_inputs())  # [B, H, L, D] views, no copy
@@ -131,6 +134,8 @@ def check_selection(w: Workload, indices: torch.Tensor, r0: int, r1: int) -> Opt
     """None if the [B, S, k] selection of rows [r0, r1) is a valid top-k of the reference indexer
     scores (distinct visible tokens, min(k, visible) of them, none scoring clearly below the k-th);
     otherwise what is wrong."""
+    import torch
+
     import kernels.reference as ref
 
     iq, iw, ik, iks = w.indexer_inputs()

@@ -137,3 +137,15 @@ def test_prefill_tokens_only_for_prefill_and_positive():
     assert parse_scenario(base(phase="prefill", prefill_tokens=16)).prefill_tokens == 16
     assert errors_of(base(prefill_tokens=16)) == ["<scenario>: prefill_tokens: only for phase 'prefill', got phase 'decode'"]
     assert errors_of(base(phase="prefill", prefill_tokens=0)) == ["prefill_tokens: must be a positive integer, got 0"]
+
+
+def test_validation_and_reports_import_no_torch():
+    """Validating a scenario (registry included) and reporting need no torch: fast, and usable on a
+    machine that only reads copied run directories."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from dsa_bench.scenario import load_scenario; import dsa_bench.report; "
+            f"load_scenario({str(ROOT / 'scenarios' / 'smoke.yaml')!r}); "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
