@@ -128,7 +128,7 @@ class Runner:
             samples += self._sample_rows(base, "total", 0, stats)
             if self.s.measure.stages and prepared.stages is not None:
                 rows += self._stages(base, w, prepared, samples)
-            return rows, samples
+            return [self._with_cost(r, w) for r in rows], samples
         except Exception as exc:  # noqa: BLE001 - one bad point must not stop the sweep
             if _is_oom(exc):
                 return [dict(base, status="oom", reason=_one_line(exc))], []
@@ -165,6 +165,16 @@ class Runner:
         if math.isnan(rel) or rel > TOLERANCE[w.dtype]:
             return "failed", (rel if not math.isnan(rel) else math.inf), None
         return "passed", rel, None
+
+    def _with_cost(self, row: dict, w: Workload) -> dict:
+        """Attention-only USD per million tokens of a timed row: its latency at the scenario's GPU price
+        (cost.gpu_hour_usd, or --price), over the B x S query tokens the call processes. GPU runs only:
+        a CPU timing priced as a GPU hour would mean nothing."""
+        lat = row.get("latency_ms")
+        if self.device.type != "cuda" or not lat or w.B * w.S == 0:
+            return row
+        usd = lat / 1e3 / 3600.0 * self.s.cost.gpu_hour_usd / (w.B * w.S) * 1e6
+        return dict(row, usd_per_million_tokens=usd, gpu_hour_usd=self.s.cost.gpu_hour_usd)
 
     def use_graphs(self, w: Workload) -> bool:
         wanted = self.s.measure.cuda_graph

@@ -220,3 +220,18 @@ def test_cuda_graph_replay_matches_eager_output():
     replay = t.graphed(lambda: x * 2)
     x.copy_(torch.randn(1000, device="cuda"))  # replays read the captured input's memory
     assert torch.equal(replay(), x * 2)
+
+
+def test_usd_per_million_tokens_only_on_gpu_rows(tmp_path):
+    """CPU rows carry no cost (a CPU timing priced as a GPU hour means nothing); the formula on a GPU
+    row is latency x price / (B x S) tokens."""
+    s = scenario(["dense-torch"], sweep={"context": [37], "topk": [16], "batch": [2]})
+    res, store = run(s, tmp_path)
+    assert {r["usd_per_million_tokens"] for r in store.rows()} == {""}
+    from dsa_bench.workload import Point, Workload
+
+    r = runner.Runner(s, DEV, store)
+    r.device = torch.device("cuda")  # only the pricing branch runs; nothing touches a GPU
+    w = Workload(s.model, Point("decode", 2, 37, None), DEV, decode_tokens=2)
+    row = r._with_cost({"latency_ms": 3.6}, w)  # 3.6 ms at $2/h over 4 tokens
+    assert math.isclose(row["usd_per_million_tokens"], 3.6e-3 / 3600 * 2.0 / 4 * 1e6)

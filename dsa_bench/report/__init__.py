@@ -268,8 +268,8 @@ def _fit_rows(fits: pd.DataFrame) -> list[dict[str, str]]:
 
 
 RESULT_DISPLAY_COLS = ["implementation", "stage", "phase", "batch", "context", "top-k", "status", "median ms",
-                       "IQR ms", "samples", "TFLOP/s", "GB/s", "peak memory", "KV cache", "check, rel. err.",
-                       "reason"]
+                       "IQR ms", "samples", "TFLOP/s", "GB/s", "$ / M tokens", "peak memory", "KV cache",
+                       "check, rel. err.", "reason"]
 
 
 def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -286,7 +286,8 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
             (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
             (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),
             (r["status"], False), (_num(r["latency_ms"], ".4g"), True), (iqr, True), (_num(r["samples"], ".0f"), True),
-            (_num(r["tflops"], ".3g"), True), (_num(r["gbps"], ".4g"), True), (_bytes(r["peak_mem_bytes"]), True),
+            (_num(r["tflops"], ".3g"), True), (_num(r["gbps"], ".4g"), True),
+            (_num(r["usd_per_million_tokens"], ".3g"), True), (_bytes(r["peak_mem_bytes"]), True),
             (_bytes(r["kv_cache_bytes"]), True), (check, False), (r["reason"] or "", False),
         ]
         css = "bad" if r["status"] in ("oom", "wrong", "error") else ("skip" if r["status"] == "skipped" else "")
