@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -38,6 +39,20 @@ def _print_scenario_error(e: ScenarioError) -> None:
     err.print(f"[bold red]invalid scenario[/] {e.source}:", highlight=False)
     for line in e.errors:
         err.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from dsa_bench import __version__
+
+        console.print(f"dsa-bench {__version__}", highlight=False)
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Benchmark dense MLA vs DeepSeek Sparse Attention (DSA): run YAML scenarios, keep results, report."""
 
 
 @app.command()
@@ -97,6 +112,12 @@ def run(
     no_report: bool = typer.Option(False, "--no-report", help="do not write the HTML report at the end"),
     report_out: Optional[Path] = typer.Option(
         None, "--report-out", help="reports root for the end-of-run report (default: ./reports, or OUT/reports when --out is given)"),
+    only: Optional[str] = typer.Option(None, "--only", metavar="IMPL[,IMPL]",
+                                       help="run only these of the scenario's implementations"),
+    set_: List[str] = typer.Option([], "--set", metavar="FIELD=VALUE",
+                                   help="override a scenario field, validated like the file (repeatable), e.g. --set sweep.context=[8192,65536]"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the planned (point, implementation) pairs and a time bound; run nothing"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON summary of the rows to stdout (everything else goes to stderr)"),
 ) -> None:
     """Run a scenario: check, time and record every (point, implementation); then report.
 
@@ -106,11 +127,21 @@ def run(
     """
     if report_out is None:
         report_out = Path("reports") if out == Path("results") else out / "reports"
+    if json_out:
+        console.file = sys.stderr  # stdout carries only the JSON summary
     try:
-        s = load_scenario(scenario)
+        s = load_scenario(scenario, set_)
     except ScenarioError as e:
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
+    if only is not None:
+        wanted = [x.strip() for x in only.split(",") if x.strip()]
+        unknown = [x for x in wanted if x not in s.implementations]
+        if unknown or not wanted:
+            err.print(f"[bold red]error:[/] --only: {', '.join(unknown) or repr(only)} is not among the scenario's "
+                      f"implementations ({', '.join(s.implementations)})", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        s = s.model_copy(update={"implementations": [x for x in s.implementations if x in wanted]})
     from dsa_bench import runner
 
     if gpu is not None or price is not None:
@@ -131,6 +162,9 @@ def run(
     except ScenarioError as e:
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
+    if dry_run:
+        _print_plan(s, dev.type)
+        raise typer.Exit(EXIT_OK)
     if dev.type == "cpu":
         # Must be set before Triton is first imported: kernels then run in the interpreter.
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -196,10 +230,37 @@ def run(
         report_failed = report_command(store.dir, report_out) != 0
     if report_failed:
         err.print("[bold red]the report failed[/] (results are intact; retry with `dsa-bench report`)", highlight=False)
+    if json_out:
+        import json as _json
+
+        keep = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
+                "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
+                "timing", "reason")
+        sys.stdout.write(_json.dumps({"run_dir": str(store.dir), "scenario": s.name, "device": dev.type,
+                                      "rows": [{k: x.get(k, "") for k in keep} for x in store.rows()]}, indent=1) + "\n")
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
     if bad or report_failed:
         raise typer.Exit(EXIT_FAILED_POINTS)
+
+
+def _print_plan(s, device: str) -> None:
+    """The (point, implementation) pairs a run would measure, and an upper bound on timing time."""
+    from dsa_bench.runner import plan
+
+    tasks = plan(s)
+    t = Table(title=f"{s.name}: {len(tasks)} (point, implementation) pairs on {device}")
+    for col in ("implementation", "phase", "B", "T", "k"):
+        t.add_column(col, overflow="fold")
+    for task in tasks:
+        p = task.point
+        t.add_row(task.impl.name, p.phase, str(p.batch), str(p.context), "-" if p.topk is None else str(p.topk))
+    console.print(t)
+    m = s.measure
+    per = (m.warmup_ms + m.max_time_ms) / 1e3 * (4 if m.stages else 1)  # whole call, then up to 3 stages
+    console.print(f"timing takes at most ~{len(tasks) * per / 60:.1f} min ({len(tasks)} pairs x "
+                  f"(warmup_ms + max_time_ms){' x 4 with DSA stages' if m.stages else ''}), plus compiles, "
+                  "input generation and correctness checks", highlight=False)
 
 
 @app.command()

@@ -361,7 +361,35 @@ def _read_scenario_text(path: Path) -> str:
         raise ScenarioError(str(path), [f"<file>: not UTF-8 text (byte {exc.start})"]) from None
 
 
-def load_scenario(path: Union[str, Path]) -> Scenario:
+def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
+    """`--set a.b.c=VALUE` lines applied to the parsed file before validation (VALUE is YAML:
+    `sweep.context=[8192,65536]`, `measure.min_samples=5`), so they are checked like the file."""
+    if not overrides:
+        return data
+    if not isinstance(data, dict):
+        return data  # parse_scenario reports the file itself
+    for line in overrides:
+        key, sep, raw = line.partition("=")
+        path = [k for k in key.strip().split(".") if k]
+        if not sep or not path:
+            raise ScenarioError(source, [f"--set {line!r}: expected FIELD.PATH=VALUE, e.g. sweep.context=[8192,65536]"])
+        try:
+            value = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise ScenarioError(source, [f"--set {key}: the value is not YAML ({getattr(exc, 'problem', exc)})"]) from None
+        node = data
+        for i, k in enumerate(path[:-1]):
+            nxt = node.get(k)
+            if nxt is None:
+                nxt = node[k] = {}
+            if not isinstance(nxt, dict):
+                raise ScenarioError(source, [f"--set {key}: {'.'.join(path[:i + 1])} is not a mapping"])
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def load_scenario(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Scenario:
     path = Path(path)
     text = _read_scenario_text(path)
     try:
@@ -372,6 +400,7 @@ def load_scenario(path: Union[str, Path]) -> Scenario:
         raise ScenarioError(str(path), [f"<yaml>: {where}{getattr(exc, 'problem', exc)}"]) from None
     except RecursionError:
         raise ScenarioError(str(path), ["<yaml>: nested too deeply"]) from None
+    data = apply_overrides(data, list(overrides or []), str(path))
     try:
         return parse_scenario(data, str(path))
     except RecursionError:

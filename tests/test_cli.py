@@ -73,3 +73,44 @@ def test_run_smoke_writes_three_files(tmp_path):
     r2 = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path), "--device", "cpu", "--resume"])
     assert r2.exit_code == 0, r2.output
     assert len(list((tmp_path / "smoke").iterdir())) == 1
+
+
+def test_version():
+    r = cli.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("dsa-bench ")
+
+
+def test_set_overrides_are_validated_like_the_file(tmp_path):
+    from dsa_bench.scenario import load_scenario
+
+    s = load_scenario(ROOT / "scenarios" / "decode-sweep.yaml", ["sweep.context=[8192, 65536]", "measure.min_samples=5"])
+    assert s.sweep.context == [8192, 65536] and s.measure.min_samples == 5
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--set", "sweep.context=[-1]",
+                         "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "sweep.context[0]: must be a positive integer, got -1" in r.output
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--set", "nonsense", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "expected FIELD.PATH=VALUE" in " ".join(r.output.split())
+    assert not (tmp_path / "o").exists()
+
+
+def test_only_and_dry_run_write_nothing(tmp_path):
+    out = tmp_path / "o"
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--only", "no-such", "--out", str(out)])
+    assert r.exit_code == 2 and "--only" in r.output
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--only", "dense-torch", "--dry-run",
+                         "--device", "cpu", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "dense-torch" in r.output and "dsa-torch" not in r.output and "pairs" in r.output
+    assert not out.exists()
+
+
+def test_json_summary_on_stdout(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: j\nmodel: tiny\nphase: decode\nimplementations: [dense-torch]\n"
+                 "sweep: {context: [64]}\nmeasure: {min_samples: 3, min_time_ms: 0, warmup_ms: 0}\n"
+                 "cpu: {sweep: {context: [64], topk: [16], batch: [1]}}\n")
+    r = CliRunner().invoke(app, ["run", str(p), "--out", str(tmp_path / "o"), "--device", "cpu",
+                                   "--json", "--no-report"])
+    assert r.exit_code == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["scenario"] == "j" and summary["rows"][0]["status"] == "ok"
