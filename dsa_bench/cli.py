@@ -118,6 +118,7 @@ def run(
                                    help="override a scenario field, validated like the file (repeatable), e.g. --set sweep.context=[8192,65536]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the planned (point, implementation) pairs and a time bound; run nothing"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary of the rows to stdout (everything else goes to stderr)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress and no summary table; errors and notes only"),
 ) -> None:
     """Run a scenario: check, time and record every (point, implementation); then report.
 
@@ -193,8 +194,8 @@ def run(
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with SweepProgress(console) as progress:
-            r = runner.Runner(s, dev, store, on_progress=progress.update)
+        with SweepProgress(console, quiet=quiet) as progress:
+            r = runner.Runner(s, dev, store, on_progress=progress.update, on_point_done=progress.point_done)
             try:
                 result = r.run(done)
             except KeyboardInterrupt:
@@ -218,7 +219,8 @@ def run(
         console.print("cost model wrote " + ", ".join(str(p) for p in paths))
     from dsa_bench.summary import summary_table
 
-    console.print(summary_table(store.rows()))
+    if not quiet:
+        console.print(summary_table(store.rows(), width=console.width))
     bad = [x for x in store.rows() if x["status"] in ("wrong", "error")]
     if dev.type == "cpu":
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)

@@ -60,5 +60,43 @@ def register(impl: Implementation) -> Implementation:
     return impl
 
 
-# The built-in implementations register themselves on import.
+def load_plugin_file(path) -> None:
+    """Import a plug-in module from a file (once per absolute path); it calls `register(...)`.
+
+    Importing runs the file's code, as pytest's conftest.py does: only name files you trust."""
+    import hashlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file {str(path)!r}")
+    name = "dsa_bench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+def _load_entry_points() -> None:
+    """Installed packages can register implementations through the `dsa_bench.implementations`
+    entry-point group (each entry point names a module or a callable that registers)."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="dsa_bench.implementations"):
+        obj = ep.load()
+        if callable(obj):
+            obj()
+
+
+# The built-in implementations register themselves on import; then installed plug-ins.
 from dsa_bench import implementations as _builtin  # noqa: E402,F401
+
+_load_entry_points()

@@ -20,6 +20,7 @@ from dsa_bench import environment
 from dsa_bench.registry import REGISTRY, Implementation
 from dsa_bench.scenario import Scenario
 from dsa_bench.store import RunStore, new_run_id, row_key
+from dsa_bench.telemetry import ClockSampler
 from dsa_bench.sweep import dense_point, expand
 from dsa_bench.timing import Stats, Timer
 from dsa_bench.workload import Point, Workload
@@ -89,11 +90,13 @@ def _is_oom(exc: BaseException) -> bool:
 
 class Runner:
     def __init__(self, scenario: Scenario, device: torch.device, store: RunStore,
-                 on_progress: Optional[Callable[[Task, int, int], None]] = None):
+                 on_progress: Optional[Callable[[Task, int, int], None]] = None,
+                 on_point_done: Optional[Callable[[Task, list[dict]], None]] = None):
         self.s = scenario
         self.device = device
         self.store = store
         self.on_progress = on_progress
+        self.on_point_done = on_point_done
         m = scenario.measure
         self.timer = Timer(device, flush_l2=m.flush_l2, warmup_ms=m.warmup_ms, min_samples=m.min_samples,
                            max_samples=m.max_samples, min_time_ms=m.min_time_ms, max_time_ms=m.max_time_ms)
@@ -120,11 +123,13 @@ class Runner:
             timed, mode = self._timed_callable(w, prepared.run)
             base["timing"] = mode
             self.timer.warmup(timed)
-            stats = self.timer.measure(timed)
+            with ClockSampler(self.device.type, self.device.index) as clocks:
+                stats = self.timer.measure(timed)
             del timed
             peak, workspace = self.timer.peak_memory(prepared.run)
             kind = "dsa" if impl.family == "dsa" else ("dense_mha" if w.point.phase == "prefill" else "dense_mla")
-            rows = [self._timed_row(base, "total", stats, w.work(kind), peak_mem_bytes=peak, workspace_bytes=workspace)]
+            rows = [self._timed_row(base, "total", stats, w.work(kind), peak_mem_bytes=peak, workspace_bytes=workspace,
+                                    **clocks.summary())]
             samples += self._sample_rows(base, "total", 0, stats)
             if self.s.measure.stages and prepared.stages is not None:
                 rows += self._stages(base, w, prepared, samples)
@@ -254,6 +259,8 @@ class Runner:
             rows, samples = self.measure(task)
             self.store.append(rows, samples)
             result.rows += rows
+            if self.on_point_done:
+                self.on_point_done(task, rows)
         if self.on_progress:
             self.on_progress(None, len(tasks), len(tasks))
         return result

@@ -168,6 +168,9 @@ class Scenario(_Strict):
     prefill_tokens: Optional[PositiveInt] = Field(
         None, description="prefill: query tokens at the end of the context, one chunked-prefill step "
         "(default: the whole sequence, S = T)")
+    implementations_from: list[str] = Field(
+        default_factory=list, description="Python files (relative to the scenario file) that register "
+        "extra implementations when imported: plug-ins (see README)")
     implementations: list[str] = Field(default_factory=list)
     sweep: Sweep
     measure: Measure = Field(default_factory=Measure)
@@ -361,6 +364,22 @@ def _read_scenario_text(path: Path) -> str:
         raise ScenarioError(str(path), [f"<file>: not UTF-8 text (byte {exc.start})"]) from None
 
 
+def _load_plugins(files: Any, base: Path, source: str) -> None:
+    """Import each plug-in file (it registers its implementations) before the names are validated."""
+    from dsa_bench.registry import load_plugin_file
+
+    if not isinstance(files, list):
+        raise ScenarioError(source, ["implementations_from: must be a list of file paths"])
+    problems = []
+    for i, f in enumerate(files):
+        try:
+            load_plugin_file(base / str(f))
+        except Exception as exc:  # noqa: BLE001 - any failure of a user's module is that module's error
+            problems.append(f"implementations_from[{i}]: cannot load {f!r}: {type(exc).__name__}: {exc}")
+    if problems:
+        raise ScenarioError(source, problems)
+
+
 def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
     """`--set a.b.c=VALUE` lines applied to the parsed file before validation (VALUE is YAML:
     `sweep.context=[8192,65536]`, `measure.min_samples=5`), so they are checked like the file."""
@@ -401,6 +420,8 @@ def load_scenario(path: Union[str, Path], overrides: Optional[list[str]] = None)
     except RecursionError:
         raise ScenarioError(str(path), ["<yaml>: nested too deeply"]) from None
     data = apply_overrides(data, list(overrides or []), str(path))
+    if isinstance(data, dict) and data.get("implementations_from"):
+        _load_plugins(data["implementations_from"], path.parent, str(path))
     try:
         return parse_scenario(data, str(path))
     except RecursionError:

@@ -25,7 +25,8 @@ RESULT_COLUMNS = [
     "query_tokens", "q_start", "status", "reason", "check", "rel_err", "latency_ms", "latency_ms_q1",
     "latency_ms_q3", "latency_ms_min", "samples", "peak_mem_bytes", "workspace_bytes",
     "kv_cache_bytes", "flops", "bytes", "tflops", "gbps", "dtype", "indexer_dtype", "device", "timing",
-    "point_rows", "usd_per_million_tokens", "gpu_hour_usd",
+    "point_rows", "usd_per_million_tokens", "gpu_hour_usd", "sm_clock_mhz", "sm_clock_min_mhz",
+    "sm_clock_max_mhz", "gpu_temp_c", "throttled",
 ]
 SAMPLE_COLUMNS = ["implementation", "phase", "stage", "batch", "context", "topk", "chunk", "sample", "ms"]
 STATUSES = ("ok", "oom", "wrong", "error", "skipped")

@@ -53,8 +53,16 @@ def test_list_shows_implementations_presets_scenarios():
 
 
 def test_run_smoke_writes_three_files(tmp_path):
-    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path), "--device", "cpu"])
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path), "--device", "cpu"],
+                   env={"COLUMNS": "80"})
     assert r.exit_code == 0, r.output
+    # Not a terminal: one progress line per finished point, and the 80-column table keeps full names.
+    lines = [x for x in r.output.splitlines() if x.startswith("[") and "/12] " in x]
+    assert len(lines) == 12 and lines[-1].startswith("[12/12] ")
+    table = r.output[r.output.index("results (whole call"):]
+    assert max(len(x) for x in table.splitlines()[:20]) <= 80
+    for name in ("dense-triton", "dense-torch", "dsa-triton", "dsa-torch"):
+        assert f"│ {name} " in table
     runs = list((tmp_path / "smoke").iterdir())
     assert len(runs) == 1
     d = runs[0]
@@ -102,6 +110,16 @@ def test_only_and_dry_run_write_nothing(tmp_path):
     assert r.exit_code == 0, r.output
     assert "dense-torch" in r.output and "dsa-torch" not in r.output and "pairs" in r.output
     assert not out.exists()
+
+
+def test_quiet_prints_no_table(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: q\nmodel: tiny\nphase: decode\nimplementations: [dense-torch]\n"
+                 "sweep: {context: [64]}\nmeasure: {min_samples: 3, min_time_ms: 0, warmup_ms: 0}\n"
+                 "cpu: {sweep: {context: [64], topk: [16], batch: [1]}}\n")
+    r = cli.invoke(app, ["run", str(p), "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--no-report"])
+    assert r.exit_code == 0, r.output
+    assert "results (whole call" not in r.output and "[1/1]" not in r.output
 
 
 def test_json_summary_on_stdout(tmp_path):

@@ -235,3 +235,30 @@ def test_usd_per_million_tokens_only_on_gpu_rows(tmp_path):
     w = Workload(s.model, Point("decode", 2, 37, None), DEV, decode_tokens=2)
     row = r._with_cost({"latency_ms": 3.6}, w)  # 3.6 ms at $2/h over 4 tokens
     assert math.isclose(row["usd_per_million_tokens"], 3.6e-3 / 3600 * 2.0 / 4 * 1e6)
+
+
+def test_clock_sampler_flags_a_throttled_point(monkeypatch):
+    """NVML replaced by a fake reporting 1200 of 1980 MHz: the point is flagged throttled."""
+    import sys
+    import time
+    import types
+
+    from dsa_bench.telemetry import ClockSampler
+
+    fake = types.SimpleNamespace(
+        NVML_CLOCK_SM=0, NVML_TEMPERATURE_GPU=0, nvmlInit=lambda: None,
+        nvmlDeviceGetHandleByIndex=lambda i: object(), nvmlDeviceGetMaxClockInfo=lambda h, c: 1980,
+        nvmlDeviceGetClockInfo=lambda h, c: 1200, nvmlDeviceGetTemperature=lambda h, t: 71)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    with ClockSampler("cuda", 0, period_s=0.001) as s:
+        time.sleep(0.02)
+    got = s.summary()
+    assert got["sm_clock_mhz"] == 1200 and got["sm_clock_max_mhz"] == 1980 and got["gpu_temp_c"] == 71
+    assert got["throttled"] is True
+    fake.nvmlDeviceGetClockInfo = lambda h, c: 1965
+    with ClockSampler("cuda", 0) as s:
+        pass
+    assert s.summary()["throttled"] is False
+    with ClockSampler("cpu") as s:  # CPU runs record nothing
+        pass
+    assert s.summary() == {}

@@ -285,7 +285,8 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
         cells = [
             (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
             (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),
-            (r["status"], False), (_num(r["latency_ms"], ".4g"), True), (iqr, True), (_num(r["samples"], ".0f"), True),
+            (r["status"] + (" (throttled)" if str(r.get("throttled", "")).lower() == "true" else ""), False),
+            (_num(r["latency_ms"], ".4g"), True), (iqr, True), (_num(r["samples"], ".0f"), True),
             (_num(r["tflops"], ".3g"), True), (_num(r["gbps"], ".4g"), True),
             (_num(r["usd_per_million_tokens"], ".3g"), True), (_bytes(r["peak_mem_bytes"]), True),
             (_bytes(r["kv_cache_bytes"]), True), (check, False), (r["reason"] or "", False),

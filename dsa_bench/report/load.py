@@ -19,7 +19,8 @@ from dsa_bench.store import RESULT_COLUMNS, SAMPLE_COLUMNS
 NUMERIC = [
     "batch", "context", "topk", "query_tokens", "q_start", "rel_err", "latency_ms", "latency_ms_q1",
     "latency_ms_q3", "latency_ms_min", "samples", "peak_mem_bytes", "workspace_bytes", "kv_cache_bytes",
-    "flops", "bytes", "tflops", "gbps", "usd_per_million_tokens", "gpu_hour_usd",
+    "flops", "bytes", "tflops", "gbps", "usd_per_million_tokens", "gpu_hour_usd", "sm_clock_mhz",
+    "sm_clock_min_mhz", "sm_clock_max_mhz", "gpu_temp_c",
 ]
 STAGES = ("indexer", "topk", "sparse_mla")
 STAGE_LABELS = {"indexer": "lightning indexer", "topk": "top-k selection", "sparse_mla": "sparse MLA",
