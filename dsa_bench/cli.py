@@ -119,6 +119,8 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="print the planned (point, implementation) pairs and a time bound; run nothing"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON summary of the rows to stdout (everything else goes to stderr)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress and no summary table; errors and notes only"),
+    filter_: Optional[str] = typer.Option(None, "--filter", metavar="COND[,COND]",
+                                          help="run only points matching every condition, e.g. 'context>=32768,batch=1'"),
 ) -> None:
     """Run a scenario: check, time and record every (point, implementation); then report.
 
@@ -135,6 +137,15 @@ def run(
     except ScenarioError as e:
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
+    keep = None
+    if filter_ is not None:
+        from dsa_bench.sweep import point_filter
+
+        try:
+            keep = point_filter(filter_)
+        except ValueError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
     if only is not None:
         wanted = [x.strip() for x in only.split(",") if x.strip()]
         unknown = [x for x in wanted if x not in s.implementations]
@@ -164,7 +175,7 @@ def run(
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
     if dry_run:
-        _print_plan(s, dev.type)
+        _print_plan(s, dev.type, keep)
         raise typer.Exit(EXIT_OK)
     if dev.type == "cpu":
         # Must be set before Triton is first imported: kernels then run in the interpreter.
@@ -195,7 +206,8 @@ def run(
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with SweepProgress(console, quiet=quiet) as progress:
-            r = runner.Runner(s, dev, store, on_progress=progress.update, on_point_done=progress.point_done)
+            r = runner.Runner(s, dev, store, on_progress=progress.update, on_point_done=progress.point_done,
+                              keep=keep)
             try:
                 result = r.run(done)
             except KeyboardInterrupt:
@@ -246,11 +258,11 @@ def run(
         raise typer.Exit(EXIT_FAILED_POINTS)
 
 
-def _print_plan(s, device: str) -> None:
+def _print_plan(s, device: str, keep=None) -> None:
     """The (point, implementation) pairs a run would measure, and an upper bound on timing time."""
     from dsa_bench.runner import plan
 
-    tasks = plan(s)
+    tasks = plan(s, keep)
     t = Table(title=f"{s.name}: {len(tasks)} (point, implementation) pairs on {device}")
     for col in ("implementation", "phase", "B", "T", "k"):
         t.add_column(col, overflow="fold")

@@ -60,10 +60,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def plan(scenario: Scenario) -> list[Task]:
-    """(point, implementation) pairs to run; dense ones once per (batch, context)."""
+def plan(scenario: Scenario, keep: Optional[Callable[[Point], bool]] = None) -> list[Task]:
+    """(point, implementation) pairs to run; dense ones once per (batch, context); `keep` selects points."""
     tasks, seen = [], set()
     for p in expand(scenario.sweep, scenario.phase):
+        if keep is not None and not keep(p):
+            continue
         for name in scenario.implementations:
             impl = REGISTRY[name]
             pt = dense_point(p) if impl.family == "dense" else p
@@ -91,12 +93,14 @@ def _is_oom(exc: BaseException) -> bool:
 class Runner:
     def __init__(self, scenario: Scenario, device: torch.device, store: RunStore,
                  on_progress: Optional[Callable[[Task, int, int], None]] = None,
-                 on_point_done: Optional[Callable[[Task, list[dict]], None]] = None):
+                 on_point_done: Optional[Callable[[Task, list[dict]], None]] = None,
+                 keep: Optional[Callable[[Point], bool]] = None):
         self.s = scenario
         self.device = device
         self.store = store
         self.on_progress = on_progress
         self.on_point_done = on_point_done
+        self.keep = keep
         m = scenario.measure
         self.timer = Timer(device, flush_l2=m.flush_l2, warmup_ms=m.warmup_ms, min_samples=m.min_samples,
                            max_samples=m.max_samples, min_time_ms=m.min_time_ms, max_time_ms=m.max_time_ms)
@@ -246,7 +250,7 @@ class Runner:
 
     # --- the sweep ------------------------------------------------------------------------------
     def run(self, done: set[tuple] = frozenset()) -> RunResult:
-        tasks = plan(self.s)
+        tasks = plan(self.s, self.keep)
         result = RunResult(self.store)
         for i, task in enumerate(tasks):
             key = row_key({"implementation": task.impl.name, "phase": task.point.phase,

@@ -32,3 +32,35 @@ def expand(sweep: Sweep, phase: str) -> list[Point]:
 def dense_point(p: Point) -> Point:
     """Dense attention does not depend on k: it is measured once per (batch, context)."""
     return Point(phase=p.phase, batch=p.batch, context=p.context, topk=None)
+
+
+
+def point_filter(expr: str):
+    """A predicate over points from `context>=32768,batch=1` (conditions joined by commas, all must
+    hold; fields context, batch, topk; operators < <= > >= = == !=). A topk condition never excludes
+    a dense point (it has no k). ValueError names the bad condition."""
+    import operator
+    import re
+
+    ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "=": operator.eq,
+           "==": operator.eq, "!=": operator.ne}
+    conds = []
+    for part in [x.strip() for x in expr.split(",") if x.strip()]:
+        m = re.fullmatch(r"(context|batch|topk)\s*(<=|>=|==|!=|=|<|>)\s*(\d+)", part)
+        if not m:
+            raise ValueError(f"--filter: {part!r} is not FIELD OP NUMBER (fields context, batch, topk; "
+                             "operators < <= > >= = !=)")
+        conds.append((m.group(1), ops[m.group(2)], int(m.group(3))))
+    if not conds:
+        raise ValueError(f"--filter: no condition in {expr!r}")
+
+    def keep(point) -> bool:
+        for field, op, value in conds:
+            v = getattr(point, field)
+            if v is None:  # dense points have no k
+                continue
+            if not op(v, value):
+                return False
+        return True
+
+    return keep
