@@ -64,9 +64,10 @@ def _pick_digit(hist, prefix, k_rem, SHIFT: tl.constexpr, NBINS: tl.constexpr):
 
 
 @triton.jit
-def _radix_select(v_ptr, sv, n, K, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr):
-    """Over the n scores at v_ptr (stride sv): (k-th largest finite key, how many keys equal to it to
-    take, number of finite keys). Every pass re-reads the n scores."""
+def _radix_select(v_ptr, sv, n, K, step, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr, WIDTH: tl.constexpr):
+    """Over n scores at v_ptr (stride sv): (k-th largest finite key, how many keys equal to it to
+    take, number of finite keys); every pass re-reads the n scores. WIDTH = 0: the n scores are
+    contiguous; WIDTH > 0: a sampled view, score i at (i // WIDTH) * step + i % WIDTH."""
     NBINS: tl.constexpr = 1 << RADIX_BITS
     prefix = (n * 0).to(tl.uint32)
     k_rem = K + n * 0  # K may arrive as a Python int (topk = 1 is specialised)
@@ -77,7 +78,11 @@ def _radix_select(v_ptr, sv, n, K, RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr
         t0 = n * 0
         while t0 < n:  # `while`, not range(): the interpreter cannot range() over runtime scalars
             offs = t0 + tl.arange(0, BLOCK)
-            x = tl.load(v_ptr + offs * sv, mask=offs < n, other=float("-inf"))
+            if WIDTH > 0:
+                at = (offs // WIDTH) * step + offs % WIDTH
+            else:
+                at = offs
+            x = tl.load(v_ptr + at * sv, mask=offs < n, other=float("-inf"))
             key = _keys(x)
             cand = x > float("-inf")
             if i > 0:
@@ -97,33 +102,12 @@ def _sample_threshold(v_ptr, sv, n, target, NCH: tl.constexpr, WIDTH: tl.constex
                       RADIX_BITS: tl.constexpr, BLOCK: tl.constexpr):
     """A key such that about `target` of the n row keys are >= it: the r-th largest key of a sample
     of NCH runs of WIDTH scores spread over the row (n >= NCH * WIDTH), r scaled from target.
-    0 (= every finite key) when the sample has fewer than r finite keys. The sample is re-read from
-    L2 on each radix pass, BLOCK at a time, rather than held in registers (registers set occupancy)."""
+    0 (= every finite key) when the sample has at most r finite keys. The sample is re-read from L2
+    on each radix pass, BLOCK at a time, rather than held in registers (registers set occupancy)."""
     M: tl.constexpr = NCH * WIDTH
-    NBINS: tl.constexpr = 1 << RADIX_BITS
-    step = n // NCH
     r = tl.maximum((target * M + n - 1) // n, 1)
-    prefix = (r * 0).to(tl.uint32)
-    k_rem = r
-    n_fin = r * 0
-    for i in tl.static_range(32 // RADIX_BITS):
-        SHIFT = 32 - RADIX_BITS * (i + 1)
-        hist = tl.zeros((NBINS,), tl.int32)
-        c0 = r * 0
-        while c0 < M:
-            offs = c0 + tl.arange(0, BLOCK)
-            x = tl.load(v_ptr + ((offs // WIDTH) * step + offs % WIDTH) * sv, mask=offs < M,
-                        other=float("-inf"))
-            key = _keys(x)
-            cand = x > float("-inf")
-            if i > 0:
-                cand = cand & ((key >> (SHIFT + RADIX_BITS)) == (prefix >> (SHIFT + RADIX_BITS)))
-            hist += tl.histogram(((key >> SHIFT) & (NBINS - 1)).to(tl.int32), NBINS, mask=cand)
-            c0 += BLOCK
-        if i == 0:
-            n_fin = tl.sum(hist, 0)
-        prefix, k_rem = _pick_digit(hist, prefix, k_rem, SHIFT, NBINS)
-    return tl.where(r <= n_fin, prefix, 0)
+    thr, _, _ = _radix_select(v_ptr, sv, n * 0 + M, r, n // NCH, RADIX_BITS, BLOCK, WIDTH)
+    return thr
 
 
 @triton.jit
@@ -234,7 +218,7 @@ def _topk_kernel(
             src_v, src_sv, src_i, src_si, use_map, m = cv, n * 0 + 1, ci, n * 0 + 1, n >= 0, count
         else:  # stride args may arrive as constexpr 1: make both branches i32 tensors
             src_v, src_sv, src_i, src_si, use_map, m = x_row, n * 0 + sxt, m_row, n * 0 + smt, (n >= 0) & HAS_MAP, n
-        thr, k_eq, n_valid = _radix_select(src_v, src_sv, m, K, RADIX_BITS, BLOCK)
+        thr, k_eq, n_valid = _radix_select(src_v, src_sv, m, K, m * 0, RADIX_BITS, BLOCK, 0)
         _write_selected(src_v, src_sv, src_i, src_si, use_map, start, m, thr, k_eq,
                         tl.minimum(n_valid, K), K, oi_ptr + o_off, ov_ptr + o_off, WRITE_VALUES, BLOCK)
         tl.debug_barrier()  # the next work item overwrites the list
