@@ -53,6 +53,7 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="print the version and exit")) -> None:
     """Benchmark dense MLA vs DeepSeek Sparse Attention (DSA): run YAML scenarios, keep results, report."""
+    console.stderr = False  # a previous in-process `run --json` (tests) must not redirect this command
 
 
 @app.command()
@@ -130,8 +131,7 @@ def run(
     """
     if report_out is None:
         report_out = Path("reports") if out == Path("results") else out / "reports"
-    if json_out:
-        console.file = sys.stderr  # stdout carries only the JSON summary
+    console.stderr = json_out  # with --json, stdout carries only the JSON summary
     try:
         s = load_scenario(scenario, set_)
     except ScenarioError as e:
