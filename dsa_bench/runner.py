@@ -64,11 +64,11 @@ def plan(scenario: Scenario, keep: Optional[Callable[[Point], bool]] = None) -> 
     """(point, implementation) pairs to run; dense ones once per (batch, context); `keep` selects points."""
     tasks, seen = [], set()
     for p in expand(scenario.sweep, scenario.phase):
-        if keep is not None and not keep(p):
-            continue
         for name in scenario.implementations:
             impl = REGISTRY[name]
             pt = dense_point(p) if impl.family == "dense" else p
+            if keep is not None and not keep(pt):  # a dense point has no k: topk conditions pass it
+                continue
             if (name, pt.key()) not in seen:
                 seen.add((name, pt.key()))
                 tasks.append(Task(impl, pt))

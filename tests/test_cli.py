@@ -139,6 +139,9 @@ def test_filter_selects_points_and_rejects_bad_conditions(tmp_path):
                          "--filter", "context>=100,topk<100"])
     assert r.exit_code == 0, r.output
     assert "4 (point, implementation) pairs" in r.output and "│ 37 " not in r.output
+    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--dry-run", "--device", "cpu",
+                         "--filter", "topk<10"])  # no DSA point passes; dense points have no k and stay
+    assert "4 (point, implementation) pairs" in r.output and "dsa-" not in r.output and "dense-torch" in r.output
     r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--filter", "depth>3", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "'depth>3' is not FIELD OP NUMBER" in r.output
     assert not (tmp_path / "o").exists()
