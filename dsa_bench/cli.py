@@ -229,6 +229,7 @@ def run(
             err.print(f"[bold red]cost model error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
         console.print("cost model wrote " + ", ".join(str(p) for p in paths))
+    _write_summary_json(store.dir)
     from dsa_bench.summary import summary_table
 
     if not quiet:
@@ -256,6 +257,19 @@ def run(
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
     if bad or report_failed:
         raise typer.Exit(EXIT_FAILED_POINTS)
+
+
+def _write_summary_json(run_dir: Path) -> None:
+    """The run's headlines (speedup, crossover with interval, stage shares, $/M) as run_dir/summary.json."""
+    import json as _json
+
+    from dsa_bench.report.headline import summary_json
+    from dsa_bench.report.load import load_run
+
+    try:
+        (Path(run_dir) / "summary.json").write_text(_json.dumps(summary_json(load_run(run_dir)), indent=1) + "\n")
+    except Exception as e:  # noqa: BLE001 - a summary problem must not cost the measured run
+        err.print(f"[bold yellow]note:[/] summary.json not written ({type(e).__name__}: {e})", highlight=False)
 
 
 def _print_plan(s, device: str, keep=None) -> None:

@@ -75,8 +75,11 @@ def test_run_smoke_writes_three_files(tmp_path):
         assert k in meta["environment"]
     assert meta["start_time"] and meta["end_time"]
     assert "NOT GPU timings" in r.output
-    # With --out, the end-of-run report goes under it too, not into ./reports.
-    assert (tmp_path / "reports" / "smoke" / d.name / "index.html").exists()
+    # With --out, the end-of-run report goes under it too, not into ./reports; it opens with the answer.
+    index = (tmp_path / "reports" / "smoke" / d.name / "index.html").read_text()
+    assert index.index('id="answer"') < index.index('id="findings"')
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["headlines"] and {"speedup", "crossover", "shares"} <= set(summary["headlines"][0])
     # Resume of a finished run does nothing and still succeeds.
     r2 = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path), "--device", "cpu", "--resume"])
     assert r2.exit_code == 0, r2.output

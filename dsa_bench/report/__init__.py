@@ -10,6 +10,7 @@ fit and crossover tables as CSV; it needs no JavaScript and nothing from the net
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import struct
@@ -65,6 +66,10 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
             entry.update(file=path.name, width=w, height=h)
         plot_entries.append(entry)
 
+    from dsa_bench.report.headline import headline_text, summary_json
+
+    summary = summary_json(run)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     ok_all = run.results[(run.results["status"] == "ok") & run.results["latency_ms"].gt(0)]
     fits = fit_table(ok_all)
     cross = crossover_table(run.ok("total"))
@@ -82,6 +87,7 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
         description=(run.meta.get("scenario") or {}).get("description", ""),
         is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "",
         load_notes=run.notes, findings=_findings(run, fits, cross),
+        headlines=[headline_text(h) for h in summary["headlines"]],
         scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
         plots=plot_entries, ceilings_text=ceilings.explain(run.env.get("gpu_name"), run.device),
         cost_png=cost_png,

@@ -1,0 +1,154 @@
+"""The answer first: one headline per (DSA implementation, phase, batch, k) of a run.
+
+Each headline gives DSA's speedup over the best dense baseline at the largest context both measured,
+the crossover context with an interval, the indexer / top-k / sparse MLA shares of DSA's stage
+time there, and attention-only $ per million tokens of dense and DSA (GPU runs).
+
+Crossover interval: the raw samples of every point are resampled with replacement (BOOTSTRAP
+times, fixed seed), medians recomputed, and the crossover found again on each replicate with the
+same rule as the point estimate (dsa_bench.report.crossover). If fewer than RESOLVED of the
+replicates agree with the point estimate's status, or, for a crossing, the replicates do not all
+bracket it between the same two measured contexts, the answer is "no crossover resolved": the
+medians are too close for the data to say. Otherwise the interval is the replicates' 5th-95th
+percentile.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from dsa_bench.report.crossover import find_crossover
+from dsa_bench.report.load import STAGES, Run, best_dense, main_implementations, topk_label
+
+BOOTSTRAP = 200
+RESOLVED = 0.9
+
+
+def crossover_interval(contexts: list[float], dsa_samples: list[np.ndarray], dense_samples: list[np.ndarray],
+                       seed: int = 0) -> dict[str, Any]:
+    """Point crossover from medians plus a bootstrap interval (see the module docstring)."""
+    med = find_crossover(contexts, [np.median(s) for s in dsa_samples], [np.median(s) for s in dense_samples])
+    out: dict[str, Any] = {"status": med.status, "context": med.context, "low": None, "high": None,
+                           "message": med.message}
+    if med.status == "insufficient" or any(len(s) == 0 for s in dsa_samples + dense_samples):
+        return out
+    rng = np.random.default_rng(seed)
+    agree, ctxs = 0, []
+    for _ in range(BOOTSTRAP):
+        a = [np.median(rng.choice(s, len(s))) for s in dsa_samples]
+        d = [np.median(rng.choice(s, len(s))) for s in dense_samples]
+        c = find_crossover(contexts, a, d)
+        if c.status == med.status and (c.status != "crosses" or c.bracket == med.bracket):
+            agree += 1
+            if c.context is not None:
+                ctxs.append(c.context)
+    if agree < RESOLVED * BOOTSTRAP:
+        out.update(status="unresolved", context=None,
+                   message=f"no crossover resolved: only {agree} of {BOOTSTRAP} resamples of the timings "
+                           f"agree ({med.message.split(':')[0]}); the medians are too close to call")
+    elif ctxs:
+        out.update(low=float(np.percentile(ctxs, 5)), high=float(np.percentile(ctxs, 95)))
+        out["message"] = (f"DSA is faster from context ≈ {med.context:,.0f} on "
+                          f"(90% interval {out['low']:,.0f}-{out['high']:,.0f}, bootstrap of the samples)")
+    return out
+
+
+def _samples(run: Run, impl: str, phase: str, batch: int, context: int, topk) -> np.ndarray:
+    s = run.samples
+    if s.empty:
+        return np.array([])
+    m = ((s["implementation"] == impl) & (s["phase"] == phase) & (s["stage"] == "total")
+         & (s["batch"] == batch) & (s["context"] == context))
+    if topk is not None and not pd.isna(topk):
+        m &= s["topk"] == topk
+    return s.loc[m, "ms"].dropna().to_numpy(dtype=float)
+
+
+def headlines(run: Run) -> list[dict[str, Any]]:
+    ok = run.ok("total")
+    best = best_dense(ok)
+    out: list[dict[str, Any]] = []
+    if best.empty:
+        return out
+    price = run.gpu_hour_usd if run.is_gpu else None
+    for impl in main_implementations(ok, "dsa"):
+        series = ok[ok["implementation"] == impl]
+        for (phase, batch, topk), g in series.groupby(["phase", "batch", "topk"], sort=True):
+            m = g.merge(best, on=["phase", "batch", "context"]).sort_values("context")
+            if m.empty:
+                continue
+            last = m.iloc[-1]
+            ctx = [float(c) for c in m["context"]]
+            dsa_s = [_samples(run, impl, phase, int(batch), int(c), topk) for c in m["context"]]
+            dense_s = [_samples(run, d, phase, int(batch), int(c), None) for d, c in zip(m["dense_impl"], m["context"])]
+            if any(len(x) == 0 for x in dsa_s + dense_s):  # no raw samples: medians only
+                c = find_crossover(ctx, m["latency_ms"], m["dense_ms"])
+                cross = {"status": c.status, "context": c.context, "low": None, "high": None, "message": c.message}
+            else:
+                cross = crossover_interval(ctx, dsa_s, dense_s)
+            shares = _shares(run, impl, phase, int(batch), int(last["context"]), topk)
+            tokens = int(last["query_tokens"]) * int(batch) if pd.notna(last.get("query_tokens")) else None
+            out.append({
+                "dsa_impl": impl, "dense_impl": str(last["dense_impl"]), "phase": phase, "batch": int(batch),
+                "topk": topk_label(topk), "context": int(last["context"]),
+                "dsa_ms": float(last["latency_ms"]), "dense_ms": float(last["dense_ms"]),
+                "speedup": float(last["dense_ms"]) / float(last["latency_ms"]),
+                "crossover": cross, "shares": shares,
+                "usd_per_million_tokens": None if not (price and tokens) else {
+                    "dsa": _usd(float(last["latency_ms"]), price, tokens),
+                    "dense": _usd(float(last["dense_ms"]), price, tokens), "gpu_hour_usd": price},
+            })
+    return out
+
+
+def _usd(ms: float, price: float, tokens: int) -> float:
+    return ms / 1e3 / 3600.0 * price / tokens * 1e6
+
+
+def _shares(run: Run, impl: str, phase: str, batch: int, context: int, topk) -> Optional[dict[str, float]]:
+    r = run.results
+    m = ((r["implementation"] == impl) & (r["phase"] == phase) & (r["batch"] == batch) & (r["context"] == context)
+         & (r["status"] == "ok") & r["stage"].isin(STAGES))
+    if topk is not None and not pd.isna(topk):
+        m &= r["topk"] == topk
+    st = r[m].set_index("stage")["latency_ms"]
+    if len(st) != len(STAGES) or not np.all(np.isfinite(st)):
+        return None
+    total = float(st.sum())
+    return {s: float(st[s]) / total for s in STAGES} if total > 0 else None
+
+
+def headline_text(h: dict[str, Any]) -> str:
+    """One sentence for the report's first screen."""
+    k = f", k = {h['topk']}" if h["topk"] != "-" else ""
+    parts = [f"{h['phase']} B = {h['batch']}{k}: {h['dsa_impl']} is {h['speedup']:.2f}x "
+             f"{'faster than' if h['speedup'] >= 1 else 'as fast as'} {h['dense_impl']} at {h['context']:,} tokens "
+             f"({h['dsa_ms']:.4g} vs {h['dense_ms']:.4g} ms)"]
+    parts.append(h["crossover"]["message"])
+    if h["shares"]:
+        sh = h["shares"]
+        parts.append(f"DSA's stages there: indexer {sh['indexer']:.0%}, top-k {sh['topk']:.0%}, "
+                     f"sparse MLA {sh['sparse_mla']:.0%}")
+    if h["usd_per_million_tokens"]:
+        u = h["usd_per_million_tokens"]
+        parts.append(f"attention-only cost ${u['dsa']:.3g} vs ${u['dense']:.3g} per million tokens "
+                     f"at ${u['gpu_hour_usd']:g}/GPU-hour")
+    return "; ".join(parts) + "."
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return x
+
+
+def summary_json(run: Run) -> dict[str, Any]:
+    """Machine-readable headlines (summary.json)."""
+    return {"scenario": run.scenario_name, "run_id": run.run_id, "device": run.device,
+            "gpu": run.env.get("gpu_name"), "commit": (run.env.get("git") or {}).get("commit"),
+            "headlines": [_finite(h) for h in headlines(run)]}

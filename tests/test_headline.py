@@ -1,0 +1,34 @@
+"""The headline crossover interval: resolved only when resampled timings agree (module docstring)."""
+import numpy as np
+
+from dsa_bench.report.headline import crossover_interval
+
+
+def _samples(medians, spread, seed):
+    rng = np.random.default_rng(seed)
+    return [m * (1 + spread * rng.standard_normal(21)) for m in medians]
+
+
+def test_overlapping_series_give_no_crossover_resolved():
+    ctx = [1024.0, 4096.0, 16384.0]
+    dsa = _samples([1.00, 1.00, 1.00], 0.2, 1)     # the same speed within noise at every context
+    dense = _samples([1.02, 0.99, 1.01], 0.2, 2)
+    got = crossover_interval(ctx, dsa, dense)
+    assert got["status"] == "unresolved" and got["context"] is None
+    assert got["message"].startswith("no crossover resolved")
+
+
+def test_separated_series_give_an_interval_around_the_point_estimate():
+    ctx = [1024.0, 4096.0, 16384.0]
+    dsa = _samples([2.0, 2.0, 2.0], 0.01, 3)       # dense grows past DSA between 1K and 4K
+    dense = _samples([1.0, 4.0, 16.0], 0.01, 4)
+    got = crossover_interval(ctx, dsa, dense)
+    assert got["status"] == "crosses"
+    assert got["low"] <= got["context"] <= got["high"] and 1024 < got["low"] and got["high"] < 4096
+    assert "90% interval" in got["message"]
+
+
+def test_always_faster_stays_always_faster():
+    ctx = [1024.0, 4096.0]
+    got = crossover_interval(ctx, _samples([1.0, 1.0], 0.01, 5), _samples([3.0, 9.0], 0.01, 6))
+    assert got["status"] == "always_faster" and got["low"] is None
