@@ -122,6 +122,9 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress and no summary table; errors and notes only"),
     filter_: Optional[str] = typer.Option(None, "--filter", metavar="COND[,COND]",
                                           help="run only points matching every condition, e.g. 'context>=32768,batch=1'"),
+    ray_address: Optional[str] = typer.Option(None, "--ray", metavar="local|ADDRESS",
+                                              help="spread the points over Ray workers (needs `pip install -e \".[ray]\"`)"),
+    gpus_per_point: float = typer.Option(1.0, "--gpus-per-point", min=0.01, help="with --ray: GPUs a point's task asks for"),
 ) -> None:
     """Run a scenario: check, time and record every (point, implementation); then report.
 
@@ -177,6 +180,12 @@ def run(
     if dry_run:
         _print_plan(s, dev.type, keep)
         raise typer.Exit(EXIT_OK)
+    if ray_address is not None:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            err.print('[bold red]error:[/] --ray needs Ray: pip install -e ".[ray]"', highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT)
     if dev.type == "cpu":
         # Must be set before Triton is first imported: kernels then run in the interpreter.
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -209,7 +218,14 @@ def run(
             r = runner.Runner(s, dev, store, on_progress=progress.update, on_point_done=progress.point_done,
                               keep=keep)
             try:
-                result = r.run(done)
+                if ray_address is not None:
+                    from dsa_bench.distributed import run_on_ray
+
+                    run_on_ray(s, scenario_file=str(scenario), device=dev, store=store, done=done,
+                               address=ray_address, gpus_per_point=gpus_per_point, keep=keep,
+                               on_progress=progress.update, on_point_done=progress.point_done)
+                else:
+                    r.run(done)
             except KeyboardInterrupt:
                 runner.finish_run(store, dev, "interrupted")
                 err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")

@@ -1,0 +1,104 @@
+"""Sweeps spread over Ray workers: each (point, implementation) is a Ray task on one GPU (on a
+CPU-only cluster, one CPU); finished rows stream back and the driver alone writes the run directory,
+so the files, the resume rules and the report are the same as a plain run's.
+
+Ray is imported only here, and only with `dsa-bench run --ray`: it is an optional dependency
+(`pip install -e ".[ray]"`). A task whose worker dies is retried once by Ray; if it fails again its
+point is recorded as `error` with the reason and the sweep goes on.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from dsa_bench.scenario import Scenario
+
+
+def _measure_in_worker(scenario_json: dict, scenario_dir: Optional[str], device_type: str,
+                       impl_name: str, point: tuple) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Runs in a Ray worker: rebuild the scenario (plug-ins first), measure one task."""
+    import torch
+
+    from dsa_bench import runner
+    from dsa_bench.registry import REGISTRY, load_plugin_file
+    from dsa_bench.scenario import parse_scenario
+    from dsa_bench.workload import Point
+
+    for f in scenario_json.get("implementations_from") or []:
+        load_plugin_file(Path(scenario_dir or ".") / f)
+    s = parse_scenario(scenario_json)
+    device = torch.device("cuda" if device_type == "cuda" else "cpu")
+    r = runner.Runner(s, device, store=None)
+    rows, samples = r.measure(runner.Task(REGISTRY[impl_name], Point(*point)))
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    worker = {"host": socket.gethostname(), "gpu": gpu, "pid": os.getpid()}
+    return [dict(x, worker=f"{worker['host']}/{gpu}") for x in rows], samples, worker
+
+
+def run_on_ray(s: Scenario, *, scenario_file: Optional[str], device, store, done: set, address: str,
+               gpus_per_point: float, keep=None,
+               on_progress: Optional[Callable[[Any, int, int], None]] = None,
+               on_point_done: Optional[Callable[[Any, list[dict]], None]] = None) -> list[dict]:
+    """Measure every planned (point, implementation) not in `done` on Ray; rows are appended to
+    `store` as tasks finish. Returns the rows written."""
+    import ray
+
+    from dsa_bench import runner
+
+    env = {"TRITON_INTERPRET": "1"} if device.type == "cpu" else {}
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False, runtime_env={"env_vars": env} if env else None)
+    resources = {"num_gpus": gpus_per_point} if device.type == "cuda" else {"num_cpus": 1}
+    remote = ray.remote(max_retries=1, **resources)(_measure_in_worker)
+    scenario_json = s.model_dump(mode="json")
+    scenario_dir = str(Path(scenario_file).resolve().parent) if scenario_file else None
+
+    tasks = [t for t in runner.plan(s, keep) if _key(t) not in done]
+    refs = {remote.remote(scenario_json, scenario_dir, device.type, t.impl.name,
+                          (t.point.phase, t.point.batch, t.point.context, t.point.topk)): t for t in tasks}
+    local = runner.Runner(s, device, store)  # builds error rows the same way a plain run does
+    written, workers = [], {}
+    try:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            task = refs[ready[0]]
+            try:
+                rows, samples, worker = ray.get(ready[0])
+                workers[(worker["host"], worker["gpu"])] = worker
+            except Exception as exc:  # noqa: BLE001 - a lost worker (after Ray's retry) costs one point
+                msg = str(exc).strip().splitlines()
+                reason = f"ray: {type(exc).__name__}: {msg[0] if msg else ''}"[:300]
+                rows, samples = [dict(local._base_row(task.impl, local.workload(task.point)),
+                                      status="error", reason=reason)], []
+            store.append(rows, samples)
+            written += rows
+            if on_progress:
+                on_progress(task, len(tasks) - len(pending), len(tasks))
+            if on_point_done:
+                on_point_done(task, rows)
+        if on_progress:
+            on_progress(None, len(tasks), len(tasks))
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        meta = store.meta()
+        known = {(w["host"], w["gpu"]) for w in meta.get("workers", [])}
+        meta["workers"] = meta.get("workers", []) + [
+            {"host": h, "gpu": g} for (h, g) in workers if (h, g) not in known]
+        meta["ray"] = {"address": address, "gpus_per_point": gpus_per_point}
+        store.write_meta(meta)
+    return written
+
+
+def _key(task) -> tuple:
+    from dsa_bench.store import row_key
+
+    p = task.point
+    return row_key({"implementation": task.impl.name, "phase": p.phase, "batch": p.batch,
+                    "context": p.context, "topk": p.topk})

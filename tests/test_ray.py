@@ -1,0 +1,75 @@
+"""Sweeps on Ray (a local cluster on the CPU): same points as a plain run, a lost worker costs its
+point only, and resume works across Ray and plain runs. Skipped where Ray is not installed."""
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dsa_bench.cli import app
+
+ray = pytest.importorskip("ray")
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = str(ROOT / "scenarios" / "smoke.yaml")
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TRITON_INTERPRET": "1"}})
+    yield
+    ray.shutdown()
+
+
+def _rows(out: Path, name: str = "smoke") -> list[dict]:
+    (results,) = out.glob(f"{name}/*/results.csv")
+    return list(csv.DictReader(results.open()))
+
+
+def _points(rows) -> set:
+    return {(r["implementation"], r["context"], r["topk"], r["stage"], r["status"]) for r in rows}
+
+
+def test_ray_run_measures_the_same_points_as_a_plain_run(tmp_path):
+    args = ["run", SMOKE, "--device", "cpu", "--no-report", "--filter", "context=37"]
+    assert cli.invoke(app, args + ["--out", str(tmp_path / "plain")]).exit_code == 0
+    r = cli.invoke(app, args + ["--out", str(tmp_path / "ray"), "--ray", "local"])
+    assert r.exit_code == 0, r.output
+    plain, on_ray = _rows(tmp_path / "plain"), _rows(tmp_path / "ray")
+    assert _points(on_ray) == _points(plain) and {x["status"] for x in on_ray} == {"ok"}
+    assert all(x["worker"] for x in on_ray if x["stage"] == "total")
+
+
+def test_a_lost_worker_costs_only_its_point(tmp_path):
+    plugin = tmp_path / "crash.py"
+    plugin.write_text(
+        "import os\n"
+        "from dsa_bench.registry import Implementation, register\n"
+        "def prepare(w):\n"
+        "    os._exit(3)  # the worker process dies mid-point\n"
+        "register(Implementation('test-crash', 'dense', 'plugin', frozenset({'decode'}), prepare))\n")
+    s = tmp_path / "s.yaml"
+    s.write_text("name: crash\nmodel: tiny\nphase: decode\nimplementations_from: [crash.py]\n"
+                 "implementations: [dense-torch, test-crash]\nsweep: {context: [64]}\n"
+                 "measure: {min_samples: 3, min_time_ms: 0, warmup_ms: 0}\n"
+                 "cpu: {sweep: {context: [37, 64], topk: [16], batch: [1]}}\n")
+    r = cli.invoke(app, ["run", str(s), "--device", "cpu", "--no-report", "--out", str(tmp_path / "o"), "--ray", "local"])
+    assert r.exit_code == 1, r.output  # error rows, sweep finished
+    rows = _rows(tmp_path / "o", "crash")
+    crashed = [x for x in rows if x["implementation"] == "test-crash"]
+    assert len(crashed) == 2 and all(x["status"] == "error" and x["reason"].startswith("ray: ") for x in crashed)
+    assert {x["status"] for x in rows if x["implementation"] == "dense-torch"} == {"ok"}
+
+
+def test_resume_after_a_partial_ray_run_loses_and_repeats_nothing(tmp_path):
+    out = str(tmp_path / "o")
+    base = ["run", SMOKE, "--device", "cpu", "--no-report", "--out", out]
+    assert cli.invoke(app, base + ["--ray", "local", "--filter", "context=37,topk=16"]).exit_code == 0
+    first = _rows(tmp_path / "o")  # as if the driver had been killed after these points
+    r = cli.invoke(app, base + ["--ray", "local", "--resume", "--filter", "topk=16"])
+    assert r.exit_code == 0 and f"resuming, {len({(x['implementation'], x['context']) for x in first})} done" in r.output
+    rows = _rows(tmp_path / "o")
+    keys = [(x["implementation"], x["context"], x["topk"], x["stage"]) for x in rows]
+    assert len(keys) == len(set(keys))  # nothing measured twice
+    assert {x["context"] for x in rows} == {"37", "100"}
