@@ -73,3 +73,25 @@ def test_resume_after_a_partial_ray_run_loses_and_repeats_nothing(tmp_path):
     keys = [(x["implementation"], x["context"], x["topk"], x["stage"]) for x in rows]
     assert len(keys) == len(set(keys))  # nothing measured twice
     assert {x["context"] for x in rows} == {"37", "100"}
+
+
+def test_report_groups_rows_by_gpu_kind_when_they_differ(tmp_path):
+    """A run whose rows came from two GPU kinds says so and labels each row with its GPU."""
+    import shutil
+
+    r = cli.invoke(app, ["run", SMOKE, "--device", "cpu", "--no-report", "--filter", "context=37,topk=16",
+                         "--out", str(tmp_path / "o"), "--ray", "local"])
+    assert r.exit_code == 0
+    (results,) = (tmp_path / "o").glob("smoke/*/results.csv")
+    rows = list(csv.DictReader(results.open()))
+    for i, x in enumerate(rows):
+        x["worker"] = "host-a/NVIDIA H200" if i % 2 else "host-b/NVIDIA H100"
+    with results.open("w", newline="") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    r = cli.invoke(app, ["report", str(results.parent), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    html = next((tmp_path / "rep").glob("smoke/*/index.html")).read_text()
+    assert "measured on 2 GPU kinds (NVIDIA H100, NVIDIA H200)" in html and "[NVIDIA H200]" in html
+    shutil.rmtree(tmp_path / "rep")

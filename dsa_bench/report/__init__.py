@@ -86,7 +86,7 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
         scenario_name=run.scenario_name, run_id=run.run_id,
         description=(run.meta.get("scenario") or {}).get("description", ""),
         is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "",
-        load_notes=run.notes, findings=_findings(run, fits, cross),
+        load_notes=run.notes + _gpu_kind_notes(run), findings=_findings(run, fits, cross),
         headlines=[headline_text(h) for h in summary["headlines"]],
         scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
         plots=plot_entries, ceilings_text=ceilings.explain(run.env.get("gpu_name"), run.device),
@@ -278,9 +278,30 @@ RESULT_DISPLAY_COLS = ["implementation", "stage", "phase", "batch", "context", "
                        "check, rel. err.", "reason"]
 
 
+def _gpu_kinds(df: pd.DataFrame) -> list[str]:
+    """GPU kinds that measured the rows (Ray runs record `host/gpu` in the worker column)."""
+    if "worker" not in df:
+        return []
+    w = df["worker"].astype(str)
+    return sorted({x.split("/", 1)[-1] for x in w if x and x != "nan"})
+
+
+def _gpu_kind_notes(run: Run) -> list[str]:
+    kinds = _gpu_kinds(run.results)
+    if len(kinds) <= 1:
+        return []
+    return [f"Rows of this run were measured on {len(kinds)} GPU kinds ({', '.join(kinds)}): compare points "
+            "within one kind; the results table groups rows by the GPU that measured them."]
+
+
 def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
-    df = df.sort_values(["phase", "batch", "context", "implementation", "topk"], na_position="first", kind="stable")
+    multi = len(_gpu_kinds(df)) > 1
+    keys = ["phase", "batch", "context", "implementation", "topk"]
+    if multi:  # group by the GPU kind that measured each row
+        df = df.assign(_gpu=df["worker"].astype(str).str.split("/", n=1).str[-1])
+        keys = ["_gpu"] + keys
+    df = df.sort_values(keys, na_position="first", kind="stable")
     for _, r in df.iterrows():
         iqr = (f"{_num(r['latency_ms_q1'], '.4g')}–{_num(r['latency_ms_q3'], '.4g')}"
                if pd.notna(r["latency_ms_q1"]) else "-")
@@ -288,6 +309,8 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
         if pd.notna(r["rel_err"]):
             check += f" {r['rel_err']:.1e}"
         ref = " (reference)" if r["is_reference"] else ""
+        if multi:
+            ref += f" [{r['_gpu']}]"
         cells = [
             (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
             (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),

@@ -121,7 +121,7 @@ def _typed_results(df: pd.DataFrame) -> pd.DataFrame:
         df[c] = df[c].astype("Int64")
     df["baseline"] = df["baseline"].astype(str).str.lower().isin(("true", "1", "yes"))
     for c in ("implementation", "family", "backend", "phase", "stage", "status", "reason", "check",
-              "dtype", "indexer_dtype", "device"):
+              "dtype", "indexer_dtype", "device", "worker"):
         df[c] = df[c].astype(str)
     df["is_reference"] = [_is_reference(name, check) for name, check in zip(df["implementation"], df["check"])]
     return df
