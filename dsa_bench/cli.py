@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -207,8 +208,6 @@ def run(
 
     from dsa_bench.progress import SweepProgress
 
-    import signal
-
     def _terminate(signum, frame):  # SIGTERM (kill, a batch scheduler) ends the run like Ctrl-C
         raise KeyboardInterrupt
 
@@ -264,11 +263,11 @@ def run(
     if json_out:
         import json as _json
 
-        keep = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
-                "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
-                "timing", "reason")
+        fields = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
+                  "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
+                  "timing", "reason")
         sys.stdout.write(_json.dumps({"run_dir": str(store.dir), "scenario": s.name, "device": dev.type,
-                                      "rows": [{k: x.get(k, "") for k in keep} for x in store.rows()]}, indent=1) + "\n")
+                                      "rows": [{k: x.get(k, "") for k in fields} for x in store.rows()]}, indent=1) + "\n")
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
     if bad or report_failed:
