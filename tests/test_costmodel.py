@@ -404,6 +404,11 @@ def test_cli_run_of_paper_scenario(tmp_path):
         assert (run / name).exists(), name
     df = pd.read_csv(run / "cost_curves.csv")
     assert df["position_tokens"].max() == 131072
+    # The report of a run that timed nothing opens with the cost figure: no "not GPU timings"
+    # banner, no findings, no "not available" placeholders.
+    html = next((tmp_path / "reports" / "paper-figure3").glob("*/index.html")).read_text()
+    assert html.index('id="cost_vs_position"') < html.index('id="environment"')
+    assert "Not GPU timings" not in html and "Not available for this run" not in html and 'id="findings"' not in html
 
 
 def test_paper_points_copy_matches_shared():

@@ -68,6 +68,12 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
 
     from dsa_bench.report.headline import headline_text, summary_json
 
+    # A cost-model-only run (paper Figure 3) timed nothing: open with its cost figure, leave out
+    # the sections that would only say "not available", and no "not GPU timings" banner.
+    cost_only = run.results.empty and run.cost_curves is not None
+    if cost_only:
+        plot_entries = sorted((e for e in plot_entries if e["file"]), key=lambda e: e["name"] != "cost_vs_position")
+
     summary = summary_json(run)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     ok_all = run.results[(run.results["status"] == "ok") & run.results["latency_ms"].gt(0)]
@@ -85,7 +91,7 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
     html = _env().get_template("report.html.j2").render(
         scenario_name=run.scenario_name, run_id=run.run_id,
         description=(run.meta.get("scenario") or {}).get("description", ""),
-        is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "",
+        is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "", cost_only=cost_only,
         load_notes=run.notes + _gpu_kind_notes(run), findings=_findings(run, fits, cross),
         headlines=[headline_text(h) for h in summary["headlines"]],
         scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
