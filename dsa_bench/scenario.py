@@ -329,13 +329,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             try:
-                dup = key in seen
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
             except TypeError:  # an unhashable key: let the base class report it
-                dup = False
-            if dup:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key) if not isinstance(key, (list, dict)) else None
+                pass
         return super().construct_mapping(node, deep=deep)
 
 
