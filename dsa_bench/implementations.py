@@ -122,6 +122,52 @@ def _dsa(backend: str):
     return prepare
 
 
+def _dsa_deployed(w: Workload) -> Prepared:
+    """DSA as DeepSeek serves it: a prefill whose context is at most w.masked_mha_below tokens runs
+    masked MHA (the indexer and top-k still run; their selection masks MHA over every visible token),
+    anything longer, and every decode step, runs the sparse MQA form (dsa-triton)."""
+    if w.point.phase != "prefill" or w.T > w.masked_mha_below:
+        prepared = _dsa("triton")(w)
+        prepared.mode = "sparse_mla"
+        return prepared
+    import torch
+
+    import kernels as k
+
+    m = w.model
+    q, kk, v = w.mha_inputs()
+    iq, iw, ik, iks = w.indexer_inputs()
+
+    def chunks():
+        for i0 in range(0, w.S, w.chunk):
+            yield i0, min(w.S, i0 + w.chunk), w.q_start + i0
+
+    def run(return_indices: bool = False):
+        out = torch.empty(w.B, w.S, m.heads, m.v_head_dim, dtype=q.dtype, device=q.device)
+        idxs = torch.empty(w.B, w.S, w.topk, dtype=torch.int32, device=q.device) if return_indices else None
+        for i0, i1, qs in chunks():
+            scores = k.lightning_indexer(iq[:, i0:i1], iw[:, i0:i1], ik, k_scale=iks, q_start=qs)
+            idx = k.topk_indices(scores, w.topk, q_start=qs, out=None if idxs is None else idxs[:, i0:i1])
+            del scores
+            k.masked_mha(q[:, i0:i1], kk, v, idx, sm_scale=m.sm_scale, q_start=qs, out=out[:, i0:i1])
+            del idx
+        return (out, idxs) if return_indices else out
+
+    def stages() -> Iterator[tuple[str, object]]:
+        for i0, i1, qs in chunks():
+            ciq, ciw = iq[:, i0:i1], iw[:, i0:i1]
+            yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+            scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+            yield "topk", lambda: k.topk_indices(scores, w.topk, q_start=qs)
+            idx = k.topk_indices(scores, w.topk, q_start=qs)
+            del scores
+            cq = q[:, i0:i1]
+            yield "masked_mha", lambda: k.masked_mha(cq, kk, v, idx, sm_scale=m.sm_scale, q_start=qs)
+            del idx
+
+    return Prepared(run=run, stages=stages, indices=lambda: run(return_indices=True)[1], mode="masked_mha")
+
+
 # --- reference outputs for the correctness check --------------------------------------------------
 
 # Selection check: a selected token's reference score may fall below the reference k-th score by
@@ -161,14 +207,19 @@ def check_selection(w: Workload, indices: torch.Tensor, r0: int, r1: int) -> Opt
     return None
 
 
-def reference_rows(family: str, w: Workload, r0: int, r1: int, indices: Optional[torch.Tensor] = None) -> torch.Tensor:
+def reference_rows(family: str, w: Workload, r0: int, r1: int, indices: Optional[torch.Tensor] = None,
+                   mode: Optional[str] = None) -> torch.Tensor:
     """The PyTorch reference output for query rows [r0, r1) of the point (fp32 arithmetic).
 
-    DSA with `indices`: the reference attention over that selection (judged apart by check_selection)."""
+    DSA with `indices`: the reference attention over that selection (judged apart by check_selection),
+    in the form the call ran (`mode` 'masked_mha': MHA-form inputs with the selection as a mask)."""
     import kernels.reference as ref
 
     m = w.model
     qs = w.q_start + r0
+    if mode == "masked_mha":
+        q, k, v = w.mha_inputs()
+        return ref.masked_mha(q[:, r0:r1], k, v, indices[:, r0:r1], sm_scale=m.sm_scale, q_start=qs)
     if family == "dense":
         if w.point.phase == "prefill":
             q, k, v = w.mha_inputs()
@@ -209,6 +260,11 @@ register(Implementation(
 register(Implementation(
     "dsa-triton-torchtopk", "dsa", "triton", BOTH, _dsa("triton-torchtopk"),
     "dsa-triton with torch.topk in place of the Triton top-k kernel (to measure that kernel against it)",
+))
+register(Implementation(
+    "dsa-deployed", "dsa", "triton", BOTH, _dsa_deployed,
+    "DSA as served: prefill at contexts up to `masked_mha_below` runs masked MHA (the top-k selection as a "
+    "mask on MHA over all visible tokens), longer prefill and decode run dsa-triton's sparse MQA form",
 ))
 register(Implementation(
     "dsa-torch", "dsa", "torch", BOTH, _dsa("torch"),

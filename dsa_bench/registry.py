@@ -30,6 +30,9 @@ class Prepared:
     # DSA: the [B, S, k] token selection the implementation makes, so the check can judge the
     # selection by the reference scores and the attention on that selection separately.
     indices: Optional[Callable[[], "torch.Tensor"]] = None
+    # The attention form the call ran ('sparse_mla' or 'masked_mha' for DSA; None: the family's usual
+    # form): picks the reference for the check, the analytic work and the `attention_mode` column.
+    mode: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from dsa_bench import environment
+from dsa_bench.ops import dense_form
 from dsa_bench.registry import REGISTRY, Implementation
 from dsa_bench.scenario import Scenario
 from dsa_bench.store import RunStore, new_run_id, row_key
@@ -102,13 +103,15 @@ class Runner:
         self.on_point_done = on_point_done
         self.keep = keep
         m = scenario.measure
+        self.masked_mha_below = scenario.masked_mha_threshold()
         self.timer = Timer(device, flush_l2=m.flush_l2, warmup_ms=m.warmup_ms, min_samples=m.min_samples,
                            max_samples=m.max_samples, min_time_ms=m.min_time_ms, max_time_ms=m.max_time_ms)
 
     def workload(self, p: Point) -> Workload:
         m = self.s.measure
         return Workload(self.s.model, p, self.device, dtype=m.dtype, indexer_dtype=m.indexer_dtype,
-                        decode_tokens=self.s.decode_tokens, prefill_tokens=self.s.prefill_tokens, seed=m.seed, prefill_chunk=m.prefill_chunk)
+                        decode_tokens=self.s.decode_tokens, prefill_tokens=self.s.prefill_tokens, seed=m.seed,
+                        prefill_chunk=m.prefill_chunk, masked_mha_below=self.masked_mha_below)
 
     # --- one (point, implementation) --------------------------------------------------------
     def measure(self, task: Task) -> tuple[list[dict], list[dict]]:
@@ -131,7 +134,11 @@ class Runner:
                 stats = self.timer.measure(timed)
             del timed
             peak, workspace = self.timer.peak_memory(prepared.run)
-            kind = "dsa" if impl.family == "dsa" else ("dense_mha" if w.point.phase == "prefill" else "dense_mla")
+            if impl.family == "dsa":
+                kind = "dsa_masked_mha" if prepared.mode == "masked_mha" else "dsa"
+                base["attention_mode"] = prepared.mode or "sparse_mla"
+            else:
+                kind = dense_form(w.point.phase)
             rows = [self._timed_row(base, "total", stats, w.work(kind), peak_mem_bytes=peak, workspace_bytes=workspace,
                                     **clocks.summary())]
             samples += self._sample_rows(base, "total", 0, stats)
@@ -166,7 +173,7 @@ class Runner:
                 problem = check_selection(w, indices, r0, r1)
                 if problem:
                     return "failed", None, problem
-            ref = reference_rows(impl.family, w, r0, r1, indices).float()
+            ref = reference_rows(impl.family, w, r0, r1, indices, mode=prepared.mode).float()
             got = out[:, r0:r1].float()
             num += float((got - ref).pow(2).sum())
             den += float(ref.pow(2).sum())

@@ -168,6 +168,9 @@ class Scenario(_Strict):
     prefill_tokens: Optional[PositiveInt] = Field(
         None, description="prefill: query tokens at the end of the context, one chunked-prefill step "
         "(default: the whole sequence, S = T)")
+    masked_mha_below: Optional[Annotated[int, Field(ge=0, le=MAX_CONTEXT)]] = Field(
+        None, description="dsa-deployed: prefill calls whose context is at most this many tokens run masked "
+        "MHA instead of sparse MQA (default: where the cost model's masked MHA stops being cheaper)")
     implementations_from: list[str] = Field(
         default_factory=list, description="Python files (relative to the scenario file) that register "
         "extra implementations when imported: plug-ins (see README)")
@@ -219,6 +222,14 @@ class Scenario(_Strict):
                     f"(supports: {', '.join(sorted(REGISTRY[name].phases))})"
                 )
         return self
+
+    def masked_mha_threshold(self) -> int:
+        """masked_mha_below, or the cost model's crossover of masked MHA and sparse MQA for this model."""
+        if self.masked_mha_below is not None:
+            return self.masked_mha_below
+        from dsa_bench.costmodel.model import masked_mha_crossover
+
+        return masked_mha_crossover(self.model, self.cost)
 
     def for_device(self, device: str) -> "Scenario":
         """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""

@@ -26,7 +26,7 @@ RESULT_COLUMNS = [
     "latency_ms_q3", "latency_ms_min", "samples", "peak_mem_bytes", "workspace_bytes",
     "kv_cache_bytes", "flops", "bytes", "tflops", "gbps", "dtype", "indexer_dtype", "device", "timing",
     "point_rows", "usd_per_million_tokens", "gpu_hour_usd", "sm_clock_mhz", "sm_clock_min_mhz",
-    "sm_clock_max_mhz", "gpu_temp_c", "throttled", "worker",
+    "sm_clock_max_mhz", "gpu_temp_c", "throttled", "worker", "attention_mode",
 ]
 SAMPLE_COLUMNS = ["implementation", "phase", "stage", "batch", "context", "topk", "chunk", "sample", "ms"]
 STATUSES = ("ok", "oom", "wrong", "error", "skipped")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 
 from dsa_bench.scenario import Sweep
-from dsa_bench.workload import Point
+from dsa_bench.ops import Point
 
 
 def expand(sweep: Sweep, phase: str) -> list[Point]:

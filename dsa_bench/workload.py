@@ -15,19 +15,9 @@ import numpy as np
 import torch
 
 from dsa_bench.models import ModelShape
+from dsa_bench.ops import Point  # noqa: F401 - re-exported: Point used to live here
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-@dataclass(frozen=True)
-class Point:
-    phase: str
-    batch: int
-    context: int
-    topk: Optional[int]  # None for dense implementations, which do not depend on k
-
-    def key(self) -> tuple:
-        return (self.phase, self.batch, self.context, self.topk)
 
 
 @dataclass
@@ -41,6 +31,7 @@ class Workload:
     prefill_tokens: Optional[int] = None  # prefill query tokens at the end of T (None = all T)
     seed: int = 0
     prefill_chunk: Optional[int] = None
+    masked_mha_below: int = 0  # deployed DSA prefill: masked MHA when the context T <= this
     _cache: dict = field(default_factory=dict, repr=False)
 
     # --- geometry -------------------------------------------------------------------------------
@@ -158,7 +149,11 @@ class Workload:
         return latent + self.B * self.T * (m.index_head_dim * self.index_elem + scale)
 
     def work(self, kind: str) -> tuple[int, int]:
-        """(FLOPs, bytes) of one stage: dense_mha, dense_mla, indexer, topk, sparse_mla, dsa."""
+        """(FLOPs, bytes) of one stage: dense_mha, dense_mla, indexer, topk, sparse_mla, masked_mha,
+        and of DSA's whole call: dsa (sparse MLA) or dsa_masked_mha (masked MHA).
+
+        masked_mha computes every visible pair (the mask removes them after the dot), so it counts as
+        dense MHA plus the selection bitmask (written once, read once per head)."""
         m, B, S, T, e = self.model, self.B, self.S, self.T, self.elem
         H, D, dv = m.heads, m.latent_dim, m.kv_lora_rank
         if kind == "dense_mha":
@@ -184,7 +179,12 @@ class Workload:
             gathered = int(B * per_batch)
             nbytes = e * (B * S * H * D + gathered * D + B * S * H * dv) + 4 * B * S * (self.topk + H)
             return flops, nbytes
-        if kind == "dsa":
-            parts = [self.work(k) for k in ("indexer", "topk", "sparse_mla")]
+        if kind == "masked_mha":
+            flops, nbytes = self.work("dense_mha")
+            words = B * S * ((T + 31) // 32) * 4
+            return flops, nbytes + 4 * B * S * self.topk + words * (1 + H)
+        if kind in ("dsa", "dsa_masked_mha"):
+            attn = "sparse_mla" if kind == "dsa" else "masked_mha"
+            parts = [self.work(k) for k in ("indexer", "topk", attn)]
             return sum(p[0] for p in parts), sum(p[1] for p in parts)
         raise ValueError(f"unknown work kind {kind!r}")

@@ -9,6 +9,7 @@ from kernels.topk import topk_indices
 from kernels.sparse_mla import sparse_mla
 from kernels.dense_mla import dense_mla
 from kernels.dense_mha import dense_mha
+from kernels.masked_mha import masked_mha
 from kernels.dsa import make_dsa_attention
 
 dsa_attention = make_dsa_attention(lightning_indexer, topk_indices, sparse_mla)
@@ -19,5 +20,6 @@ __all__ = [
     "sparse_mla",
     "dense_mla",
     "dense_mha",
+    "masked_mha",
     "dsa_attention",
 ]

@@ -67,6 +67,14 @@ def check_dense_mha_args(q, k, v, sm_scale, q_start):
     return B, S, H, D, T, v.shape[3], scale, resolve_q_start(q_start, S, T)
 
 
+def check_masked_mha_args(q, k, v, indices, sm_scale, q_start):
+    """dense_mha's arguments plus indices [B,S,K] int32/int64. Returns (B,S,H,Dqk,T,Dv,K,scale,q_start)."""
+    B, S, H, D, T, Dv, scale, q_start = check_dense_mha_args(q, k, v, sm_scale, q_start)
+    check_tensor("indices", indices, ndim=3, dtypes=INDEX_DTYPES, shape=(B, S, None))
+    check_same_device(q=q, indices=indices)
+    return B, S, H, D, T, Dv, indices.shape[2], scale, q_start
+
+
 def check_out_buffer(name: str, t: torch.Tensor | None, shape, dtype, device) -> None:
     """Optional caller-provided output buffer: exact shape, dtype, device; any strides with a unit
     last one (a slice of a larger output, as DSA's chunks write)."""

@@ -21,11 +21,14 @@ LOG2E = 1.4426950408889634
 @triton.jit
 def _mha_key_blocks(
     acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, lo, hi, T, qk_scale,
+    sel_rows, sel_ok,
     D_A: tl.constexpr, D_B: tl.constexpr, D_V: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr, BLOCK_DV: tl.constexpr,
-    MASKED: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+    MASKED: tl.constexpr, HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Online-softmax over key blocks [lo, hi). MASKED applies the causal and t < T masks."""
+    """Online-softmax over key blocks [lo, hi). MASKED applies the causal and t < T masks; HAS_SEL
+    also keeps only the keys whose bit is set in the rows' selection bitmask (sel_rows: per-row
+    pointers to int32 words, bit t % 32 of word t // 32)."""
     offs_da = tl.arange(0, BLOCK_DA)
     offs_db = tl.arange(0, BLOCK_DB)
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -43,7 +46,15 @@ def _mha_key_blocks(
                 k_b = k_b.to(tl.float32)
             qk = tl.dot(q_b, tl.trans(k_b), qk, input_precision=DOT_PREC)
         qk = qk * qk_scale  # log2 units
-        if MASKED:
+        if HAS_SEL:
+            # One word per 32 keys, re-read by the 32 lanes that share it (served from L1).
+            words = tl.load(sel_rows[:, None] + (offs_n // 32)[None, :], mask=sel_ok[:, None] & in_t[None, :], other=0)
+            picked = ((words >> (offs_n % 32)[None, :]) & 1) != 0
+            seen = picked & (offs_n[None, :] <= pos[:, None]) & in_t[None, :]
+            qk = tl.where(seen, qk, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        elif MASKED:
             seen = (offs_n[None, :] <= pos[:, None]) & in_t[None, :]
             qk = tl.where(seen, qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, 1))
@@ -65,8 +76,9 @@ def _mha_key_blocks(
 
 @triton.jit
 def _mha_fwd_kernel(
-    Q, K, V, O,
+    Q, K, V, O, SEL,
     S, T, H, q_start, qk_scale,
+    stride_selb, stride_sels,
     stride_qb, stride_qs, stride_qh,
     stride_kb, stride_kt, stride_kh,
     stride_vb, stride_vt, stride_vh,
@@ -74,7 +86,7 @@ def _mha_fwd_kernel(
     D_A: tl.constexpr, D_B: tl.constexpr, D_V: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr, BLOCK_DV: tl.constexpr,
-    UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # longest query blocks first
     bh = tl.program_id(1)
@@ -99,15 +111,16 @@ def _mha_fwd_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_DV], dtype=tl.float32)
     k_base = K + b64 * stride_kb + h64 * stride_kh
     v_base = V + b64 * stride_vb + h64 * stride_vh
+    sel_rows = SEL + b64 * stride_selb + offs_m.to(tl.int64) * stride_sels  # unused without HAS_SEL
     # Keys < q_start + m0 + 1 are visible to every row of the block: whole such blocks skip masking.
     full_hi = (tl.minimum(q_start + m0 + 1, T) // BLOCK_N) * BLOCK_N
     hi = tl.minimum(q_start + tl.minimum(m0 + BLOCK_M, S), T)  # last row's horizon, exclusive
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, 0, full_hi, T, qk_scale,
-        D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, HAS_SEL, UPCAST_DOT, DOT_PREC)
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, full_hi, hi, T, qk_scale,
-        D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, HAS_SEL, UPCAST_DOT, DOT_PREC)
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]  # no visible key (T = 0) -> 0
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -135,6 +148,16 @@ def dense_mha(q, k, v, *, sm_scale, q_start=None, out=None):
     B, S, H, D, T, Dv, scale, q_start = check_dense_mha_args(q, k, v, sm_scale, q_start)
     check_triton_device("q", q)
     check_out_buffer("out", out, (B, S, H, Dv), q.dtype, q.device)
+    return launch_mha(q, k, v, scale=scale, q_start=q_start, out=out)
+
+
+def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
+    """The kernel launch behind dense_mha and masked_mha (arguments already checked).
+
+    select_bits: optional int32 [B, S, ceil(T / 32)] bitmask; query row i then attends only to the
+    visible keys whose bit is set (kernels/masked_mha.py builds it from top-k indices)."""
+    B, S, H, D = q.shape
+    T, Dv = k.shape[1], v.shape[3]
     if out is None:
         out = torch.empty(B, S, H, Dv, dtype=q.dtype, device=q.device)
     if B * S * H == 0:
@@ -144,9 +167,12 @@ def dense_mha(q, k, v, *, sm_scale, q_start=None, out=None):
     d_b = D - d_a
     cfg = mha_config(D, q.dtype)
     grid = (triton.cdiv(S, cfg["BLOCK_M"]), B * H)
+    sel = select_bits if select_bits is not None else out  # a dummy pointer when unused
+    sel_strides = (select_bits.stride(0), select_bits.stride(1)) if select_bits is not None else (0, 0)
     _mha_fwd_kernel[grid](
-        q, k, v, out,
+        q, k, v, out, sel,
         S, T, H, q_start, scale * LOG2E,
+        *sel_strides,
         q.stride(0), q.stride(1), q.stride(2),
         k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2),
@@ -154,7 +180,7 @@ def dense_mha(q, k, v, *, sm_scale, q_start=None, out=None):
         D_A=d_a, D_B=d_b, D_V=Dv,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
         BLOCK_DA=max(16, d_a), BLOCK_DB=max(16, next_pow2(d_b)), BLOCK_DV=max(16, next_pow2(Dv)),
-        UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        HAS_SEL=select_bits is not None, UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out

@@ -30,6 +30,8 @@ def _cases():
             yield dict(kernel="dense_mla", B=B, S=1, T=T, K=None)
     yield dict(kernel="dense_mha", B=1, S=4096, T=4096, K=None)
     yield dict(kernel="dense_mha", B=1, S=1024, T=32768, K=None)
+    yield dict(kernel="masked_mha", B=1, S=4096, T=4096, K=TOPK)  # DSA's short-prefill mode
+    yield dict(kernel="masked_mha", B=2, S=1024, T=8192, K=TOPK)
 
 
 def _sparse_indices(B, S, T, K, gen, device):
@@ -72,6 +74,12 @@ def _run_case(case, gen, device):
         q, k, v = randn(B, S, H, D_QK), randn(B, T, H, D_QK), randn(B, T, H, D_VH)
         out = kernels.dense_mha(q, k, v, sm_scale=SM_SCALE)
         ref_out = ref.dense_mha(q, k, v, sm_scale=SM_SCALE)
+        return _compare(out, ref_out)
+    if case["kernel"] == "masked_mha":
+        q, k, v = randn(B, S, H, D_QK), randn(B, T, H, D_QK), randn(B, T, H, D_VH)
+        idx = _sparse_indices(B, S, T, K, gen, device)
+        out = kernels.masked_mha(q, k, v, idx, sm_scale=SM_SCALE)
+        ref_out = ref.masked_mha(q, k, v, idx, sm_scale=SM_SCALE)
         return _compare(out, ref_out)
     q, kv = randn(B, S, H, D), randn(B, T, D)
     if case["kernel"] == "sparse_mla":

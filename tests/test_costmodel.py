@@ -381,7 +381,39 @@ def test_measured_run_directory_is_read(tmp_path):
     cfg = cfg.model_copy(update={"source": "measured", "measured_run": str(tmp_path)})
     paths = write_cost_outputs(SimpleNamespace(model=MODEL, cost=cfg), tmp_path / "out", measured=None)
     df = pd.read_csv(tmp_path / "out" / "cost_curves.csv")
-    assert len(paths) == 3 and set(df["timing_source"]) == {"measured"}
+    assert len(paths) == 4 and set(df["timing_source"]) == {"measured"}
+    model = pd.read_csv(tmp_path / "out" / "cost_curves_model.csv")  # the roofline beside it
+    assert set(model["timing_source"]) == {"roofline"} and len(model) == len(df)
+
+
+def _write_run(folder, rows, status="complete", gpu="NVIDIA H200"):
+    import json
+
+    folder.mkdir(parents=True)
+    rows.to_csv(folder / "results.csv", index=False)
+    (folder / "run.json").write_text(json.dumps({"status": status, "environment": {"gpu_name": gpu}}))
+
+
+def test_measured_runs_joined_from_scenario_folders(tmp_path):
+    """measured_run lists a prefill and a decode scenario folder: each contributes its latest finished
+    run (an interrupted newer one is skipped), both phases are measured, and the timing GPU comes from
+    run.json (H200 here, priced on H800)."""
+    _write_run(tmp_path / "pre" / "20260101-000000-cuda", _synthetic_run(lambda k, T: 9.0, phases=("prefill",)))
+    _write_run(tmp_path / "pre" / "20260102-000000-cuda", _synthetic_run(lambda k, T: 2.0, phases=("prefill",)))
+    _write_run(tmp_path / "pre" / "20260103-000000-cuda", _synthetic_run(lambda k, T: 50.0, phases=("prefill",)),
+               status="interrupted")
+    _write_run(tmp_path / "dec" / "20260101-000000-cuda", _synthetic_run(lambda k, T: 2.0, phases=("decode",)))
+    _, cfg = scenario_cost()
+    cfg = cfg.model_copy(update={"source": "measured", "measured_run": [str(tmp_path / "pre"), str(tmp_path / "dec")]})
+    write_cost_outputs(SimpleNamespace(model=MODEL, cost=cfg), tmp_path / "out", measured=None)
+    df = pd.read_csv(tmp_path / "out" / "cost_curves.csv")
+    assert set(df["timing_source"]) == {"measured"}
+    import json
+
+    info = json.loads((tmp_path / "out" / "cost_calibration.json").read_text())
+    assert info["measured_gpu"] == "H200"
+    assert [p.split("/")[-2] for p in info["measured_sources"]] == ["20260102-000000-cuda", "20260101-000000-cuda"]
+    assert info["model_vs_paper"] is not None and info["measured_fallbacks"] == []
 
 
 # --- through the CLI, once scenario.py accepts the cost section ------------------------------------

@@ -262,3 +262,33 @@ def test_clock_sampler_flags_a_throttled_point(monkeypatch):
     with ClockSampler("cpu") as s:  # CPU runs record nothing
         pass
     assert s.summary() == {}
+
+
+def test_deployed_dsa_switches_to_masked_mha_below_threshold(tmp_path):
+    """dsa-deployed: prefill at context <= masked_mha_below runs masked MHA (checked against the masked
+    MHA reference on its own selection, stages indexer / topk / masked_mha, dense MHA work counted);
+    above it, the sparse form with sparse_mla's stages and work."""
+    s = scenario(["dsa-deployed"], phase="prefill", decode_tokens=1, masked_mha_below=40,
+                 sweep={"context": [37, 70], "topk": [16], "batch": [1]})
+    assert s.masked_mha_threshold() == 40
+    res, store = run(s, tmp_path)
+    rows = store.rows()
+    assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    by_ctx = {int(r["context"]): r for r in rows if r["stage"] == "total"}
+    assert by_ctx[37]["attention_mode"] == "masked_mha" and by_ctx[70]["attention_mode"] == "sparse_mla"
+    assert all(by_ctx[c]["check"] == "passed" for c in (37, 70))
+    stages = {c: {r["stage"] for r in rows if int(r["context"]) == c} for c in (37, 70)}
+    assert stages[37] == {"total", "indexer", "topk", "masked_mha"}
+    assert stages[70] == {"total", "indexer", "topk", "sparse_mla"}
+    from dsa_bench.workload import Workload
+    w = Workload(s.model, runner.Point("prefill", 1, 37, 16), DEV)
+    assert int(by_ctx[37]["flops"]) == w.work("dsa_masked_mha")[0] != w.work("dsa")[0]
+
+
+def test_masked_mha_threshold_defaults_to_cost_model_crossover():
+    from dsa_bench.costmodel.model import masked_mha_crossover
+
+    s = scenario(["dsa-deployed"], phase="prefill", decode_tokens=1)
+    assert s.masked_mha_below is None
+    t = s.masked_mha_threshold()
+    assert t == masked_mha_crossover(s.model, s.cost) and 0 < t

@@ -67,17 +67,50 @@ def as_cost_config(cost: Any) -> CostConfig:
     return CostConfig.model_validate(cost)
 
 
-def load_measured(run_dir: str | Path) -> "pd.DataFrame":
-    """results.csv of a run directory (relative paths: from the working directory, then the repo root)."""
-    import pandas as pd
-
+def _results_path(run_dir: str | Path) -> Path:
+    """results.csv of a run directory, or of the latest finished run in a scenario's results folder
+    (relative paths: from the working directory, then the repo root)."""
     p = Path(run_dir)
     if not p.is_absolute() and not p.exists():
         p = REPO_ROOT / p
-    path = p / "results.csv" if p.is_dir() or not p.suffix else p
-    if not path.exists():
-        raise FileNotFoundError(f"cost.measured_run: no results.csv at {path}")
-    return pd.read_csv(path)
+    if p.is_file():
+        return p
+    if (p / "results.csv").exists():
+        return p / "results.csv"
+    runs = sorted(d for d in p.glob("*/") if (d / "results.csv").exists() and _finished(d)) if p.is_dir() else []
+    if not runs:
+        raise FileNotFoundError(f"cost.measured_run: no results.csv at {p} (nor a finished run inside it)")
+    return runs[-1] / "results.csv"  # run ids start with a UTC timestamp: the last sorts latest
+
+
+def _finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def _run_gpu(results_csv: Path) -> Optional[str]:
+    """The GPU profile named by a run's run.json (e.g. 'NVIDIA H200' -> 'H200'), if it is a known one."""
+    try:
+        name = str(json.loads((results_csv.parent / "run.json").read_text())["environment"]["gpu_name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return next((key for key in GPUS if key.lower() in name.lower().split()), None)
+
+
+def load_measured(run_dirs: "str | Path | list") -> "pd.DataFrame":
+    """The joined results.csv rows of one or more run directories (see _results_path); df.attrs
+    'sources' lists the files read and 'gpu' the GPU profile their run.json files name (None if they
+    disagree or name none)."""
+    import pandas as pd
+
+    paths = [_results_path(d) for d in (run_dirs if isinstance(run_dirs, list) else [run_dirs])]
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    gpus = {_run_gpu(p) for p in paths}
+    df.attrs["sources"] = [str(p) for p in paths]
+    df.attrs["gpu"] = gpus.pop() if len(gpus) == 1 else None
+    return df
 
 
 def _has_gpu_timings(df: Optional["pd.DataFrame"]) -> bool:
@@ -114,7 +147,12 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = scenario.model
-    df = cost_curves(model, cfg, _measured_for(cfg, measured))
+    measured = _measured_for(cfg, measured)
+    if measured is not None and cfg.measured_gpu is None:
+        gpu = measured.attrs.get("gpu") or _run_gpu(run_dir / "results.csv")
+        if gpu:  # the ratio's denominator must be the roofline of the GPU that was timed
+            cfg = cfg.model_copy(update={"measured_gpu": gpu})
+    df = cost_curves(model, cfg, measured)
     written = []
     csv_path = run_dir / "cost_curves.csv"
     df.to_csv(csv_path, index=False, float_format="%.6g")
@@ -122,12 +160,21 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
 
     paper = load_paper_points(cfg.calibration.paper_csv)
     cmp = compare_to_paper(df, paper)
+    model_df = None
+    if measured is not None:
+        # The roofline model beside the measured curves, so a report shows paper, model and measurement.
+        model_df = cost_curves(model, cfg.model_copy(update={"source": "roofline"}))
+        model_path = run_dir / "cost_curves_model.csv"
+        model_df.to_csv(model_path, index=False, float_format="%.6g")
+        written.append(model_path)
     info = {
         "model": model.name,
         "gpu": cfg.gpu, "gpu_hour_usd": cfg.gpu_hour_usd, "source": cfg.source,
         "calibration": df.attrs["calibration"],
         "measured_fallbacks": df.attrs["measured_fallbacks"],
         "measured_notes": df.attrs["measured_notes"],
+        "measured_sources": (measured.attrs.get("sources") or ["this run"]) if measured is not None else [],
+        "measured_gpu": cfg.measured_gpu,
         "crossover_tokens": {
             "model": curve_crossovers(df),
             "paper_piecewise_linear": curve_crossovers(paper),
@@ -136,6 +183,8 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
         },
         "vs_paper": cmp.to_dict("records") if cfg.gpu == "H800" and cfg.gpu_hour_usd == 2.0 else
         "not compared: the paper is priced on H800 at 2 USD/GPU-hour",
+        "model_vs_paper": (compare_to_paper(model_df, paper).to_dict("records")
+                           if model_df is not None and cfg.gpu == "H800" and cfg.gpu_hour_usd == 2.0 else None),
         "config": cfg.model_dump(mode="json"),
     }
     json_path = run_dir / "cost_calibration.json"
@@ -150,7 +199,7 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
         title = (f"{model.name}: USD per million tokens at each token position — {cfg.gpu} at "
                  f"{cfg.gpu_hour_usd:g} USD/GPU-hour, {cfg.source} attention timings; "
                  f"calibrated on {cfg.calibration.reference_model} only")
-        written.append(plot_cost_curves(df, overlay, run_dir / "cost_curves.png", title=title))
+        written.append(plot_cost_curves(df, overlay, run_dir / "cost_curves.png", title=title, model_df=model_df))
     return written
 
 

@@ -8,7 +8,7 @@ A scenario's `cost:` section is a CostConfig. Values fall in four groups:
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Union, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
@@ -151,12 +151,14 @@ class CostConfig(_Strict):
     source: Literal["roofline", "measured"] = Field(
         "roofline", description="attention kernel times: roofline (FLOPs/bytes at stated efficiencies) or measured "
                                 "(kernel timings of a results run on a GPU)")
-    measured_run: Optional[str] = Field(
-        None, description="results run directory (results/<scenario>/<run-id>) for source: measured; "
-                          "default: the run being written, if it timed dense and DSA on a GPU")
+    measured_run: Optional[Union[str, list[str]]] = Field(
+        None, description="for source: measured, one or more results directories: a run "
+                          "(results/<scenario>/<run-id>) or a scenario's folder (results/<scenario>: its latest "
+                          "finished run); their rows are joined (e.g. a prefill run and a decode run). Default: the "
+                          "run being written, if it timed dense and DSA on a GPU")
     measured_gpu: Optional[str] = Field(
-        None, description="GPU profile the measured run was timed on (default: `gpu`); measured times are "
-                          "rescaled by the roofline ratio when `gpu` differs")
+        None, description="GPU profile the measured runs were timed on (default: the GPU their run.json names, "
+                          "else `gpu`); measured times are rescaled by the roofline ratio when `gpu` differs")
     # --- outputs ----------------------------------------------------------------------------------
     curves: bool = Field(False, description="write cost_curves.csv and cost_curves.png into the run directory")
     plot: bool = Field(True, description="with curves: also draw cost_curves.png")

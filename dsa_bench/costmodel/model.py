@@ -333,6 +333,17 @@ def raw_seconds(model: ModelShape, cfg: CostConfig, phase: str, family: str, t: 
     return comp, {"mode": mode, "sources": sources}
 
 
+def masked_mha_crossover(model: ModelShape, cfg: CostConfig, gpu: Optional[str] = None) -> int:
+    """The last prefill position (tokens, a multiple of 256) at which DSA's masked MHA mode is modelled
+    cheaper than sparse MQA on `gpu` (default cfg.gpu), at the configured kernel efficiencies: the
+    default threshold of the deployed DSA implementation. 0 when masked MHA never wins."""
+    cfg = cfg.model_copy(update={"source": "roofline", "short_prefill": "auto"})
+    t = np.arange(0, max(cfg.topk, 1) * 64 + 1, 256)
+    _, info = raw_seconds(model, cfg, "prefill", "dsa", t, get_gpu(gpu or cfg.gpu))
+    mha = np.flatnonzero(info["mode"] == "masked_mha")
+    return int(t[mha[-1]]) if len(mha) else 0
+
+
 def usd_per_million(seconds: np.ndarray | float, gpu_hour_usd: float) -> np.ndarray | float:
     return seconds * gpu_hour_usd / 3600.0 * 1e6
 

@@ -53,8 +53,10 @@ def _zoom(ins, g: pd.DataFrame, paper_df: Optional[pd.DataFrame], labels: dict, 
 
 
 def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: str | Path,
-                     title: Optional[str] = None) -> Path:
-    """Draw both phases side by side; paper points as markers joined by thin dotted lines."""
+                     title: Optional[str] = None, model_df: Optional[pd.DataFrame] = None) -> Path:
+    """Draw both phases side by side; paper points as markers joined by thin dotted lines.
+
+    model_df: the roofline model's curves, drawn dashed beside df's when df holds measured timings."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +78,11 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
             if c.empty:
                 continue
             ax.plot(c["position_tokens"] / 1024, c["usd_per_million_tokens"], color=COLORS[fam], lw=2.2,
-                    label=f"{c['model'].iloc[0]} (model)")
+                    label=f"{c['model'].iloc[0]} ({'measured' if model_df is not None else 'model'})")
+            if model_df is not None:
+                mc = model_df[(model_df["phase"] == phase) & (model_df["family"] == fam)].sort_values("position_tokens")
+                ax.plot(mc["position_tokens"] / 1024, mc["usd_per_million_tokens"], color=COLORS[fam], lw=1.2,
+                        ls="--", alpha=0.8, label=f"{c['model'].iloc[0]} (roofline model)")
         if paper_df is not None and not paper_df.empty:
             p = paper_df[paper_df["phase"] == phase]
             fam_p = _family(p, labels)
@@ -91,7 +97,7 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
         if x is not None and x > 0:
             ax.axvline(x / 1024, color="0.45", ls="--", lw=1.0)
             ymax = g["usd_per_million_tokens"].max()
-            ax.annotate(f"model crossover {x / 1024:.1f}K", (x / 1024, 0.55 * ymax), xytext=(6, 0),
+            ax.annotate(f"{'measured' if model_df is not None else 'model'} crossover {x / 1024:.1f}K", (x / 1024, 0.55 * ymax), xytext=(6, 0),
                         textcoords="offset points", fontsize=8.5, color="0.3")
         _zoom(axes[1][col], g, paper_df, labels, phase, x)
         ax.set_title(f"{phase.capitalize()}", fontsize=12)

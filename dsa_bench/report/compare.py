@@ -19,6 +19,8 @@ fail the gate (they are listed, so a person can rerun them), so the gate does no
 """
 from __future__ import annotations
 
+from dsa_bench.ops import STAGE_ORDER
+
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -90,7 +92,7 @@ def compare_loaded(a: Run, b: Run, noise: float = NOISE) -> pd.DataFrame:
                   "ratio", "change_pct", "verdict"]
     df = pd.DataFrame(rows, columns=cols)
     if len(df):
-        stage_order = {"total": 0, "indexer": 1, "topk": 2, "sparse_mla": 3}
+        stage_order = STAGE_ORDER
         df = df.assign(_s=df["stage"].map(stage_order).fillna(9)).sort_values(
             ["phase", "implementation", "batch", "topk", "context", "_s"], na_position="first"
         ).drop(columns="_s").reset_index(drop=True)

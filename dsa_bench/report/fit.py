@@ -13,6 +13,8 @@ log space; with exactly 2 points the exponent is exact for those points and its 
 """
 from __future__ import annotations
 
+from dsa_bench.ops import STAGE_ORDER
+
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -113,7 +115,7 @@ def fit_table(ok: pd.DataFrame) -> pd.DataFrame:
     if not out:
         return empty
     df = pd.DataFrame(out)
-    order = {"total": 0, "indexer": 1, "topk": 2, "sparse_mla": 3}
+    order = STAGE_ORDER
     df["_o"] = df["stage"].map(order).fillna(9)
     return df.sort_values(["phase", "implementation", "batch", "topk", "_o"], na_position="first",
                           kind="stable").drop(columns="_o").reset_index(drop=True)

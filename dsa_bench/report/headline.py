@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dsa_bench.report.crossover import find_crossover
-from dsa_bench.report.load import STAGES, Run, best_dense, main_implementations, topk_label
+from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, best_dense, main_implementations, topk_label
 
 BOOTSTRAP = 200
 RESOLVED = 0.9
@@ -115,10 +115,11 @@ def _shares(run: Run, impl: str, phase: str, batch: int, context: int, topk) -> 
     if topk is not None and not pd.isna(topk):
         m &= r["topk"] == topk
     st = r[m].set_index("stage")["latency_ms"]
-    if len(st) != len(STAGES) or not np.all(np.isfinite(st)):
+    # indexer, top-k and one attention stage (sparse MLA, or masked MHA in the deployed short-prefill mode)
+    if not {"indexer", "topk"} <= set(st.index) or len(st) != 3 or not np.all(np.isfinite(st)):
         return None
     total = float(st.sum())
-    return {s: float(st[s]) / total for s in STAGES} if total > 0 else None
+    return {s: float(st[s]) / total for s in STAGES if s in st.index} if total > 0 else None
 
 
 def headline_text(h: dict[str, Any]) -> str:
@@ -130,8 +131,7 @@ def headline_text(h: dict[str, Any]) -> str:
     parts.append(h["crossover"]["message"])
     if h["shares"]:
         sh = h["shares"]
-        parts.append(f"DSA's stages there: indexer {sh['indexer']:.0%}, top-k {sh['topk']:.0%}, "
-                     f"sparse MLA {sh['sparse_mla']:.0%}")
+        parts.append("DSA's stages there: " + ", ".join(f"{STAGE_LABELS[s]} {v:.0%}" for s, v in sh.items()))
     if h["usd_per_million_tokens"]:
         u = h["usd_per_million_tokens"]
         parts.append(f"attention-only cost ${u['dsa']:.3g} vs ${u['dense']:.3g} per million tokens "

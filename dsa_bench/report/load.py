@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from dsa_bench.ops import STAGE_LABELS, STAGES  # noqa: F401 - re-exported for the report modules
 from dsa_bench.store import RESULT_COLUMNS, SAMPLE_COLUMNS
 
 NUMERIC = [
@@ -22,9 +23,6 @@ NUMERIC = [
     "flops", "bytes", "tflops", "gbps", "usd_per_million_tokens", "gpu_hour_usd", "sm_clock_mhz",
     "sm_clock_min_mhz", "sm_clock_max_mhz", "gpu_temp_c",
 ]
-STAGES = ("indexer", "topk", "sparse_mla")
-STAGE_LABELS = {"indexer": "lightning indexer", "topk": "top-k selection", "sparse_mla": "sparse MLA",
-                "total": "whole call"}
 
 
 class RunError(ValueError):

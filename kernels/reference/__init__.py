@@ -8,6 +8,7 @@ from kernels.reference.topk import topk_indices
 from kernels.reference.sparse_mla import sparse_mla
 from kernels.reference.dense_mla import dense_mla
 from kernels.reference.dense_mha import dense_mha
+from kernels.reference.masked_mha import masked_mha
 from kernels.dsa import make_dsa_attention
 
 dsa_attention = make_dsa_attention(lightning_indexer, topk_indices, sparse_mla)
@@ -18,5 +19,6 @@ __all__ = [
     "sparse_mla",
     "dense_mla",
     "dense_mha",
+    "masked_mha",
     "dsa_attention",
 ]
