@@ -95,3 +95,24 @@ def crossover_table(ok_total: pd.DataFrame) -> pd.DataFrame:
                              status=c.status, message=c.message,
                              bracket=f"{c.bracket[0]}-{c.bracket[1]}" if c.bracket else ""))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def curve_crossing(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float]) -> Optional[float]:
+    """Where a DSA curve falls to a dense one, for two curves sampled at the same x (e.g. the cost per
+    million tokens at each token position): the cost model's rule, `costmodel.model.crossing_position`,
+    linear between points. 0.0 when DSA is never above dense; None when it never gets to or below it.
+
+    The one crossing rule for curves: the report's plots call this, not a copy of the rule, so the
+    report and the cost model cannot disagree. (Measured latency series use find_crossover above.)
+    """
+    from dsa_bench.costmodel.model import crossing_position  # lazy: the report loads without the cost model
+
+    xs = np.asarray(x, dtype=float)
+    d = np.asarray(dense, dtype=float)
+    s = np.asarray(dsa, dtype=float)
+    good = np.isfinite(xs) & np.isfinite(d) & np.isfinite(s)
+    xs, d, s = xs[good], d[good], s[good]
+    if len(xs) == 0:
+        return None
+    order = np.argsort(xs, kind="stable")
+    return crossing_position(xs[order], d[order], s[order])
