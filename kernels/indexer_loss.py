@@ -198,7 +198,7 @@ class _IndexerKL(torch.autograd.Function):
             sel = _visible(d, i0, i1, scores.device).expand_as(scores)
             if topk is not None:
                 sel = topk_mask(scores.masked_fill(~sel, float("-inf")), topk) & sel
-                pass
+                p.mul_(sel)
                 p.div_(p.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(dt).tiny))
             log_q = torch.log_softmax(scores.masked_fill(~sel, float("-inf")), dim=-1)
             total += (torch.xlogy(p, p) - p * log_q.masked_fill(~sel, 0.0)).sum(dtype=torch.float64)
