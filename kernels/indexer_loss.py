@@ -147,10 +147,11 @@ def _resolve_impl(impl: str, attn_q: torch.Tensor) -> str:
 
 def _chunks(d: LossDims, row_chunk: int | None, head_chunk: int | None) -> tuple[int, int]:
     # ~8 [B, r, T] temporaries a row chunk; the torch target holds [B, r, head_chunk, T] on top.
-    rc = row_chunk or max(1, BUDGET_ELEMS // max(1, 8 * d.B * d.T))
-    hc = head_chunk or max(1, min(d.H, BUDGET_ELEMS // max(1, d.B * rc * d.T)))
-    if rc <= 0 or hc <= 0:
-        raise ValueError(f"row_chunk / head_chunk: expected positive ints, got {row_chunk!r}, {head_chunk!r}")
+    for name, v in (("row_chunk", row_chunk), ("head_chunk", head_chunk)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
+            raise ValueError(f"{name}: expected None or a positive int, got {v!r}")
+    rc = row_chunk if row_chunk is not None else max(1, BUDGET_ELEMS // max(1, 8 * d.B * d.T))
+    hc = head_chunk if head_chunk is not None else max(1, min(d.H, BUDGET_ELEMS // max(1, d.B * rc * d.T)))
     return rc, hc
 
 

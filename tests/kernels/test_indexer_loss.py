@@ -162,3 +162,5 @@ def test_argument_errors():
             fn(scores, q, k, sm_scale=1.0, q_start=-1)
     with pytest.raises(ValueError, match="^impl: expected"):
         indexer_kl_loss(scores, q, k, sm_scale=1.0, impl="cuda")
+    with pytest.raises(ValueError, match="^row_chunk: expected None or a positive int"):
+        indexer_kl_loss(scores, q, k, sm_scale=1.0, row_chunk=0)
