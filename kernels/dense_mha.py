@@ -23,8 +23,8 @@ def _mha_key_blocks(
     acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, lo, hi, T, qk_scale,
     sel_rows, sel_ok,
     D_A: tl.constexpr, D_B: tl.constexpr, D_V: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr, BLOCK_DV: tl.constexpr,
-    MASKED: tl.constexpr, HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr,
+    BLOCK_DV: tl.constexpr, MASKED: tl.constexpr, HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """Online-softmax over key blocks [lo, hi). MASKED applies the causal and t < T masks; HAS_SEL
     also keeps only the keys whose bit is set in the rows' selection bitmask (sel_rows: per-row
@@ -47,9 +47,13 @@ def _mha_key_blocks(
             qk = tl.dot(q_b, tl.trans(k_b), qk, input_precision=DOT_PREC)
         qk = qk * qk_scale  # log2 units
         if HAS_SEL:
-            # One word per 32 keys, re-read by the 32 lanes that share it (served from L1).
-            words = tl.load(sel_rows[:, None] + (offs_n // 32)[None, :], mask=sel_ok[:, None] & in_t[None, :], other=0)
-            picked = ((words >> (offs_n % 32)[None, :]) & 1) != 0
+            # BLOCK_N // 32 words per row (n0 is a multiple of BLOCK_N >= 32), expanded to one bit per
+            # key in registers: loading a word per key instead made the software pipeline stage a
+            # [BLOCK_M, BLOCK_N] int32 tile in shared memory (over the 227 KB limit at 128 x 128).
+            offs_w = n0 // 32 + tl.arange(0, BLOCK_N // 32)
+            words = tl.load(sel_rows[:, None] + offs_w[None, :], mask=sel_ok[:, None] & (offs_w * 32 < T)[None, :], other=0)
+            bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
+            picked = tl.reshape(bits, [BLOCK_M, BLOCK_N]) != 0
             seen = picked & (offs_n[None, :] <= pos[:, None]) & in_t[None, :]
             qk = tl.where(seen, qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, 1))
@@ -117,10 +121,10 @@ def _mha_fwd_kernel(
     hi = tl.minimum(q_start + tl.minimum(m0 + BLOCK_M, S), T)  # last row's horizon, exclusive
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, 0, full_hi, T, qk_scale,
-        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, HAS_SEL, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, HAS_SEL, UPCAST_DOT, DOT_PREC)
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, full_hi, hi, T, qk_scale,
-        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, HAS_SEL, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, HAS_SEL, UPCAST_DOT, DOT_PREC)
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]  # no visible key (T = 0) -> 0
     offs_dv = tl.arange(0, BLOCK_DV)
