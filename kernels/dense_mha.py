@@ -24,7 +24,7 @@ def _mha_key_blocks(
     sel_rows, sel_ok,
     D_A: tl.constexpr, D_B: tl.constexpr, D_V: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr,
-    BLOCK_DV: tl.constexpr, MASKED: tl.constexpr, HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+    BLOCK_DV: tl.constexpr, MASKED: tl.constexpr, SEL_PER_KEY: tl.constexpr, HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     """Online-softmax over key blocks [lo, hi). MASKED applies the causal and t < T masks; HAS_SEL
     also keeps only the keys whose bit is set in the rows' selection bitmask (sel_rows: per-row
@@ -47,13 +47,18 @@ def _mha_key_blocks(
             qk = tl.dot(q_b, tl.trans(k_b), qk, input_precision=DOT_PREC)
         qk = qk * qk_scale  # log2 units
         if HAS_SEL:
-            # BLOCK_N // 32 words per row (n0 is a multiple of BLOCK_N >= 32), expanded to one bit per
-            # key in registers: loading a word per key instead made the software pipeline stage a
-            # [BLOCK_M, BLOCK_N] int32 tile in shared memory (over the 227 KB limit at 128 x 128).
-            offs_w = n0 // 32 + tl.arange(0, BLOCK_N // 32)
-            words = tl.load(sel_rows[:, None] + offs_w[None, :], mask=sel_ok[:, None] & (offs_w * 32 < T)[None, :], other=0)
-            bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
-            picked = tl.reshape(bits, [BLOCK_M, BLOCK_N]) != 0
+            if SEL_PER_KEY:
+                # One word per key, re-read by the 32 keys sharing it (L1 hits); no layout change.
+                words = tl.load(sel_rows[:, None] + (offs_n // 32)[None, :], mask=sel_ok[:, None] & in_t[None, :], other=0)
+                picked = ((words >> (offs_n % 32)[None, :]) & 1) != 0
+            else:
+                # BLOCK_N // 32 words per row (n0 is a multiple of BLOCK_N >= 32), expanded to one bit
+                # per key in registers: 4 words per row instead of a [BLOCK_M, BLOCK_N] int32 tile,
+                # which the software pipeline would stage in shared memory per stage.
+                offs_w = n0 // 32 + tl.arange(0, BLOCK_N // 32)
+                words = tl.load(sel_rows[:, None] + offs_w[None, :], mask=sel_ok[:, None] & (offs_w * 32 < T)[None, :], other=0)
+                bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
+                picked = tl.reshape(bits, [BLOCK_M, BLOCK_N]) != 0
             seen = picked & (offs_n[None, :] <= pos[:, None]) & in_t[None, :]
             qk = tl.where(seen, qk, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(qk, 1))
@@ -90,7 +95,7 @@ def _mha_fwd_kernel(
     D_A: tl.constexpr, D_B: tl.constexpr, D_V: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_DA: tl.constexpr, BLOCK_DB: tl.constexpr, BLOCK_DV: tl.constexpr,
-    HAS_SEL: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
+    HAS_SEL: tl.constexpr, SEL_PER_KEY: tl.constexpr, UPCAST_DOT: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
     pid_m = tl.num_programs(0) - 1 - tl.program_id(0)  # longest query blocks first
     bh = tl.program_id(1)
@@ -121,10 +126,10 @@ def _mha_fwd_kernel(
     hi = tl.minimum(q_start + tl.minimum(m0 + BLOCK_M, S), T)  # last row's horizon, exclusive
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, 0, full_hi, T, qk_scale,
-        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, HAS_SEL, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, False, SEL_PER_KEY, HAS_SEL, UPCAST_DOT, DOT_PREC)
     acc, l_i, m_i = _mha_key_blocks(
         acc, l_i, m_i, q_a, q_b, k_base, v_base, stride_kt, stride_vt, pos, full_hi, hi, T, qk_scale,
-        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, HAS_SEL, UPCAST_DOT, DOT_PREC)
+        sel_rows, mask_m, D_A, D_B, D_V, BLOCK_M, BLOCK_N, BLOCK_DA, BLOCK_DB, BLOCK_DV, True, SEL_PER_KEY, HAS_SEL, UPCAST_DOT, DOT_PREC)
 
     out = acc / tl.where(l_i > 0.0, l_i, 1.0)[:, None]  # no visible key (T = 0) -> 0
     offs_dv = tl.arange(0, BLOCK_DV)
@@ -142,6 +147,10 @@ def mha_config(d_qk: int, dtype: torch.dtype) -> dict:
     if dtype == torch.float32 or d_qk > 256:
         return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1)
     return dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2)
+
+
+# Masked MHA's launch (kernels/masked_mha.py): tuning keys; None = dense_mha's config.
+MASKED_CONFIG: dict = {"SEL_PER_KEY": False}
 
 
 def dense_mha(q, k, v, *, sm_scale, q_start=None, out=None):
@@ -170,6 +179,8 @@ def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
     d_a = 1 << (D.bit_length() - 1)  # 192 -> 128 + 64: power-of-two tiles without padding to 256
     d_b = D - d_a
     cfg = mha_config(D, q.dtype)
+    if select_bits is not None:
+        cfg = {**cfg, **{key: val for key, val in MASKED_CONFIG.items() if key in cfg}}
     grid = (triton.cdiv(S, cfg["BLOCK_M"]), B * H)
     sel = select_bits if select_bits is not None else out  # a dummy pointer when unused
     sel_strides = (select_bits.stride(0), select_bits.stride(1)) if select_bits is not None else (0, 0)
@@ -184,7 +195,7 @@ def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
         D_A=d_a, D_B=d_b, D_V=Dv,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
         BLOCK_DA=max(16, d_a), BLOCK_DB=max(16, next_pow2(d_b)), BLOCK_DV=max(16, next_pow2(Dv)),
-        HAS_SEL=select_bits is not None, UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        HAS_SEL=select_bits is not None, SEL_PER_KEY=bool(MASKED_CONFIG.get("SEL_PER_KEY")), UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out

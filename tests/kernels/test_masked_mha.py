@@ -58,6 +58,18 @@ def test_masked_mha_matches_reference(B, S, H, T, q_start, K, dtype):
     assert rel < TOL[dtype], rel
 
 
+def test_per_key_selection_loads_match(monkeypatch):
+    """The kernel's other bit-reading variant (a word per key; MASKED_CONFIG['SEL_PER_KEY']) agrees too."""
+    import sys
+
+    monkeypatch.setitem(sys.modules["kernels.dense_mha"].MASKED_CONFIG, "SEL_PER_KEY", True)
+    g, q, k, v = _inputs(2, 37, 2, 301, 48, 32, torch.float32, seed=11)
+    idx = _selection(g, 2, 37, 301, 40, 301 - 37)
+    out = masked_mha(q, k, v, idx, sm_scale=0.1)
+    ref = ref_masked_mha(q, k, v, idx, sm_scale=0.1)
+    assert ((out - ref).norm() / ref.norm()).item() < 1e-5
+
+
 def test_full_selection_equals_dense():
     """Selecting every visible key is plain causal MHA."""
     g, q, k, v = _inputs(1, 33, 2, 97, 48, 32, torch.float32, seed=3)
