@@ -316,18 +316,18 @@ def test_short_prefill_mode():
 # --- measured source --------------------------------------------------------------------------------
 
 def _synthetic_run(ratio_of, contexts=(4096, 16384, 65536, 131072), phases=("decode", "prefill"),
-                   device="cuda", gpu="H800") -> pd.DataFrame:
+                   device="cuda", gpu="H800", prefill_tokens=None) -> pd.DataFrame:
     """results.csv rows whose latency is ratio_of(kind, T) x the roofline (efficiency 1) of the call."""
     prof, one, rows = get_gpu(gpu), KernelEfficiency(compute=1.0, memory=1.0), []
     for phase in phases:
         for T in contexts:
-            if phase == "prefill" and T > 16384:
+            if phase == "prefill" and T > 16384 and prefill_tokens is None:
                 continue
-            S = 2 if phase == "decode" else T
+            S = 2 if phase == "decode" else min(T, prefill_tokens or T)
             B = 8 if phase == "decode" else 1
             fmt = Formats(topk=2048, decode_tokens=S if phase == "decode" else 1, indexer_dtype="bf16",
                           dense_kv_cache="bf16", dsa_kv_cache="bf16")
-            pos = np.arange(T) if phase == "prefill" else np.arange(T - S, T)
+            pos = np.arange(T - S, T)
             dense = "dense_mha" if phase == "prefill" else "dense_mla"
             for fam, stage, kind in (("dense", "total", dense), ("dsa", "indexer", "indexer"),
                                      ("dsa", "topk", "topk"), ("dsa", "sparse_mla", "sparse_mla")):
@@ -337,6 +337,18 @@ def _synthetic_run(ratio_of, contexts=(4096, 16384, 65536, 131072), phases=("dec
                              "query_tokens": S, "status": "ok", "latency_ms": sec * ratio_of(kind, T) * 1e3,
                              "dtype": "bf16", "indexer_dtype": "bf16" if fam == "dsa" else "", "device": device})
     return pd.DataFrame(rows)
+
+
+def test_measured_ratio_of_a_prefill_step_uses_its_own_positions():
+    """A chunked-prefill step (S = 4096 queries at the end of T) is judged against the roofline of those
+    S positions, not of all T: kernels at a constant 2x their roofline give ratio 2 at every context."""
+    from dsa_bench.costmodel.model import measured_ratios
+
+    _, cfg = scenario_cost()
+    run = _synthetic_run(lambda k, T: 2.0, contexts=(16384, 65536, 131072), phases=("prefill",), prefill_tokens=4096)
+    ratios = measured_ratios(run, MODEL, cfg.model_copy(update={"source": "measured"}))
+    for kind in ("dense_mha", "indexer", "sparse_mla"):
+        np.testing.assert_allclose(ratios.table[("prefill", kind)][1], 2.0, rtol=1e-9)
 
 
 def test_measured_with_constant_ratio_equals_uniform_roofline():

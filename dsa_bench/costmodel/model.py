@@ -253,7 +253,7 @@ def measured_ratios(results: pd.DataFrame, model: ModelShape, cfg: CostConfig,
         # The benchmarked kernels keep the latent cache in the compute dtype.
         fmt = Formats(topk=topk, decode_tokens=max(1, S), attention_dtype=dt,
                       indexer_dtype=_dtype(row.get("indexer_dtype"), dt), dense_kv_cache=dt, dsa_kv_cache=dt)
-        pos = np.arange(T) if phase == "prefill" else np.arange(T - S, T)
+        pos = np.arange(T - S, T)  # the S query positions the call processed (a prefill step: the last S)
         one = KernelEfficiency(compute=1.0, memory=1.0)
         model_s = B * float(kernel_seconds(attention_work(model, phase, kind, pos, fmt), prof, one).sum())
         if model_s <= 0:
