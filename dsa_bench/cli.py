@@ -1,8 +1,6 @@
 """The `dsa-bench` command line: a thin layer over the library (scenario, runner, store)."""
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -168,10 +166,10 @@ def run(
         except ValueError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-    full = s  # the cost model prices the full model, not the CPU stand-in
+    from dsa_bench import api
+
     try:
-        dev = runner.resolve_device(device.value)
-        s = s.for_device(dev.type)
+        dev, run_s = api.prepare_device(s, device.value)
     except ValueError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -179,7 +177,7 @@ def run(
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
     if dry_run:
-        _print_plan(s, dev.type, keep)
+        _print_plan(run_s, dev.type, keep)
         raise typer.Exit(EXIT_OK)
     if ray_address is not None:
         try:
@@ -188,76 +186,54 @@ def run(
             err.print('[bold red]error:[/] --ray needs Ray: pip install -e ".[ray]"', highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT)
     if dev.type == "cpu":
-        # Must be set before Triton is first imported: kernels then run in the interpreter.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
+
+    def _started(run_dir: Path, n_done: int) -> None:
+        console.print(f"run directory: {run_dir}" + (f" (resuming, {n_done} done)" if n_done else ""))
+        n_points = run_s.sweep.points()
+        if n_points > 1000:
+            err.print(f"[bold yellow]note:[/] {n_points} sweep points x {len(run_s.implementations)} implementations: "
+                      "a long run (interrupt with Ctrl-C at any time and continue with --resume)", highlight=False)
+
+    from dsa_bench.progress import SweepProgress
+
     try:
-        store, done = runner.start_run(s, scenario_file=str(scenario), device=dev, out_root=out, resume=resume)
-    except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+        with SweepProgress(console, quiet=quiet) as progress:
+            outcome = api.run_scenario(
+                s, out=out, device=device.value, resume=resume, scenario_file=str(scenario), keep=keep,
+                ray_address=ray_address, gpus_per_point=gpus_per_point, on_progress=progress.update,
+                on_point_done=progress.point_done, on_start=_started)
+    except api.RunInterrupted as e:
+        err.print(str(e))
+        raise typer.Exit(EXIT_INTERRUPTED)
     except OSError as e:
         err.print(f"[bold red]error:[/] --out {out}: cannot create the run directory there "
                   f"({e.strerror or type(e).__name__})", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
-    console.print(f"run directory: {store.dir}" + (f" (resuming, {len(done)} done)" if done else ""))
-    n_points = s.sweep.points()
-    if n_points > 1000:
-        err.print(f"[bold yellow]note:[/] {n_points} sweep points x {len(s.implementations)} implementations: "
-                  "a long run (interrupt with Ctrl-C at any time and continue with --resume)", highlight=False)
-
-    from dsa_bench.progress import SweepProgress
-
-    def _terminate(signum, frame):  # SIGTERM (kill, a batch scheduler) ends the run like Ctrl-C
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with SweepProgress(console, quiet=quiet) as progress:
-            r = runner.Runner(s, dev, store, on_progress=progress.update, on_point_done=progress.point_done,
-                              keep=keep)
-            try:
-                if ray_address is not None:
-                    from dsa_bench.distributed import run_on_ray
-
-                    run_on_ray(s, scenario_file=str(scenario), device=dev, store=store, done=done,
-                               address=ray_address, gpus_per_point=gpus_per_point, keep=keep,
-                               on_progress=progress.update, on_point_done=progress.point_done)
-                else:
-                    r.run(done)
-            except KeyboardInterrupt:
-                runner.finish_run(store, dev, "interrupted")
-                err.print(f"interrupted: finished points are kept in {store.dir}; continue with --resume")
-                raise typer.Exit(EXIT_INTERRUPTED)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    runner.finish_run(store, dev, "complete")
-    if full.cost.curves:
-        import pandas as pd
-
-        from dsa_bench.costmodel import write_cost_outputs
-
-        rows = store.rows()
-        try:
-            paths = write_cost_outputs(full, store.dir, pd.DataFrame(rows) if rows else None)
-        except (ValueError, FileNotFoundError) as e:
-            err.print(f"[bold red]cost model error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_BAD_INPUT)
-        console.print("cost model wrote " + ", ".join(str(p) for p in paths))
-    _write_summary_json(store.dir)
+    except api.CostModelError as e:
+        err.print(f"[bold red]cost model error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if outcome.cost_paths:
+        console.print("cost model wrote " + ", ".join(str(p) for p in outcome.cost_paths))
+    for note in outcome.notes:
+        err.print(f"[bold yellow]note:[/] {note}", highlight=False)
     from dsa_bench.summary import summary_table
 
     if not quiet:
-        console.print(summary_table(store.rows(), width=console.width))
-    bad = [x for x in store.rows() if x["status"] in ("wrong", "error")]
+        console.print(summary_table(outcome.rows, width=console.width))
+    bad = outcome.failed
     if dev.type == "cpu":
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
-    console.print(f"wrote {store.results_path}, {store.samples_path}, {store.meta_path}")
+    d = outcome.run_dir
+    console.print(f"wrote {d / 'results.csv'}, {d / 'samples.csv'}, {d / 'run.json'}")
     report_failed = False
     if not no_report:
         from dsa_bench.report.cli_commands import report_command
 
-        report_failed = report_command(store.dir, report_out) != 0
+        report_failed = report_command(d, report_out) != 0
     if report_failed:
         err.print("[bold red]the report failed[/] (results are intact; retry with `dsa-bench report`)", highlight=False)
     if json_out:
@@ -266,25 +242,12 @@ def run(
         fields = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
                   "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
                   "timing", "reason")
-        sys.stdout.write(_json.dumps({"run_dir": str(store.dir), "scenario": s.name, "device": dev.type,
-                                      "rows": [{k: x.get(k, "") for k in fields} for x in store.rows()]}, indent=1) + "\n")
+        sys.stdout.write(_json.dumps({"run_dir": str(d), "scenario": s.name, "device": dev.type,
+                                      "rows": [{k: x.get(k, "") for k in fields} for x in outcome.rows]}, indent=1) + "\n")
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
     if bad or report_failed:
         raise typer.Exit(EXIT_FAILED_POINTS)
-
-
-def _write_summary_json(run_dir: Path) -> None:
-    """The run's headlines (speedup, crossover with interval, stage shares, $/M) as run_dir/summary.json."""
-    import json as _json
-
-    from dsa_bench.report.headline import summary_json
-    from dsa_bench.report.load import load_run
-
-    try:
-        (Path(run_dir) / "summary.json").write_text(_json.dumps(summary_json(load_run(run_dir)), indent=1) + "\n")
-    except Exception as e:  # noqa: BLE001 - a summary problem must not cost the measured run
-        err.print(f"[bold yellow]note:[/] summary.json not written ({type(e).__name__}: {e})", highlight=False)
 
 
 def _print_plan(s, device: str, keep=None) -> None:
