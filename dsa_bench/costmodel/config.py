@@ -8,11 +8,12 @@ A scenario's `cost:` section is a CostConfig. Values fall in four groups:
 """
 from __future__ import annotations
 
-from typing import Union, Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from dsa_bench.costmodel.gpus import get_gpu
+from dsa_bench.ops import MODEL_LABELS
 
 
 class _Strict(BaseModel):
@@ -114,7 +115,7 @@ class RestOfModel(_Strict):
 class Calibration(_Strict):
     """Fit of the deployment efficiencies to the paper's DeepSeek-V3.1-Terminus (dense) curves ONLY."""
 
-    reference_model: str = Field("DeepSeek-V3.1-Terminus", description="the paper curve calibrated against")
+    reference_model: str = Field(MODEL_LABELS["dense"], description="the paper curve calibrated against")
     paper_csv: Optional[str] = Field(
         None, description="paper points (phase, model, position_tokens, usd_per_million_tokens); "
                           "default: the copy in dsa_bench/data/paper_figure3.csv")
@@ -168,7 +169,7 @@ class CostConfig(_Strict):
     max_position: PositiveInt = Field(131072, description="last token position of the curves")
     position_step: PositiveInt = Field(1024, description="spacing of positions (tokens)")
     labels: dict[Literal["dense", "dsa"], str] = Field(
-        {"dense": "DeepSeek-V3.1-Terminus", "dsa": "DeepSeek-V3.2-Exp"},
+        dict(MODEL_LABELS),
         description="model column values for the dense MLA model and the DSA model")
     # --- the deployment ----------------------------------------------------------------------------
     topk: PositiveInt = Field(2048, description="DSA top-k (tokens each query attends to)")
@@ -202,7 +203,7 @@ class CostConfig(_Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _both_labels(cls, v):
-        return {"dense": "DeepSeek-V3.1-Terminus", "dsa": "DeepSeek-V3.2-Exp", **(v or {})}
+        return {**MODEL_LABELS, **(v or {})}
 
     @field_validator("efficiency", mode="before")
     @classmethod

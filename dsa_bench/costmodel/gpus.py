@@ -96,6 +96,37 @@ GPUS: dict[str, GpuProfile] = {
 }
 
 
+# Form factors of the same chips with lower clocks / other memory (datasheets' PCIe and NVL columns).
+_VARIANTS = {
+    ("H100", "PCIE"): (756.0, 1513.0, 2.0, 80.0, _H100_SHEET.replace("H100 SXM column", "H100 PCIe column")),
+    ("H800", "PCIE"): (756.0, 1513.0, 2.0, 80.0, _H100_SHEET.replace("H100 SXM column", "H100 PCIe column")),
+    ("H100", "NVL"): (835.0, 1671.0, 3.9, 94.0, _H100_SHEET.replace("H100 SXM column", "H100 NVL column")),
+    ("H200", "NVL"): (835.0, 1671.0, 4.8, 141.0, _H200_SHEET.replace("H200 SXM column", "H200 NVL column")),
+}
+
+
+def profile_for_device(device_name: str | None) -> "GpuProfile | None":
+    """The profile of a GPU as torch/NVML name it ('NVIDIA H200', 'NVIDIA H100 PCIe', ...), or None.
+
+    SXM parts map to GPUS; PCIe / NVL parts get their datasheet column (dense rates) under the chip's name."""
+    if not device_name:
+        return None
+    words = str(device_name).upper().replace("-", " ").split()
+    chip = next((key for key in GPUS if key.upper() in words), None)
+    if chip is None:
+        return None
+    form = next((f for f in ("PCIE", "NVL") if f in words), None)
+    if form is None or (chip, form) not in _VARIANTS:
+        return GPUS[chip]
+    bf16, fp8, tbps, gb, sheet = _VARIANTS[(chip, form)]
+    label = {"PCIE": "PCIe", "NVL": "NVL"}[form]
+    return GpuProfile(
+        name=f"{chip} {label}", description=f"NVIDIA {chip} {label}",
+        bf16_tflops=Quantity(bf16, sheet + " (dense, without sparsity)"),
+        fp8_tflops=Quantity(fp8, sheet + " (dense, without sparsity)"),
+        hbm_tbps=Quantity(tbps, sheet), memory_gb=Quantity(gb, sheet))
+
+
 def get_gpu(name: str) -> GpuProfile:
     """A profile by name, case-insensitive (`h200` -> H200)."""
     for key, prof in GPUS.items():
@@ -104,4 +135,4 @@ def get_gpu(name: str) -> GpuProfile:
     raise ValueError(f"unknown GPU profile {name!r}; known: {', '.join(GPUS)}")
 
 
-__all__ = ["GPUS", "GpuProfile", "Quantity", "get_gpu"]
+__all__ = ["GPUS", "GpuProfile", "Quantity", "get_gpu", "profile_for_device"]

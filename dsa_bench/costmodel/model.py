@@ -35,6 +35,7 @@ import pandas as pd
 from dsa_bench.costmodel.config import CostConfig, KernelEfficiency
 from dsa_bench.costmodel.gpus import GpuProfile, get_gpu
 from dsa_bench.models import ModelShape
+from dsa_bench.ops import MODEL_LABELS
 
 PHASES = ("prefill", "decode")
 FAMILIES = ("dense", "dsa")
@@ -449,7 +450,7 @@ def tail_line_crossovers(df: pd.DataFrame, start: int = 32768, labels: Optional[
 
 
 def _family_of(labels: Optional[dict]):
-    labels = labels or {"dense": "DeepSeek-V3.1-Terminus", "dsa": "DeepSeek-V3.2-Exp"}
+    labels = labels or MODEL_LABELS
     inv = {v: k for k, v in labels.items()}
     return lambda name: inv.get(name, "")
 

@@ -1,12 +1,7 @@
-"""GPU ceilings for the roofline plot: datasheet peaks, and what this project measured.
+"""GPU ceilings for the roofline plot: the datasheet peaks of the GPU profile table
+(dsa_bench/costmodel/gpus.py, the one GPU spec table: dense tensor-core rates, without 2:4 sparsity,
+each with its source) and what this project measured.
 
-Datasheet values are NVIDIA's dense (no 2:4 sparsity) tensor-core peaks, i.e. half of the "with
-sparsity" figures on the product pages, and the HBM bandwidth:
-  - H100 / H800 SXM: BF16 989 TFLOP/s, FP8 1979 TFLOP/s, 3.35 TB/s (NVIDIA H100 datasheet)
-  - H100 PCIe / H800 PCIe: BF16 756, FP8 1513 TFLOP/s, 2.0 TB/s (NVIDIA H100 datasheet)
-  - H100 NVL: BF16 835, FP8 1671 TFLOP/s, 3.9 TB/s (NVIDIA H100 datasheet)
-  - H200 SXM: BF16 989, FP8 1979 TFLOP/s, 4.8 TB/s (NVIDIA H200 product page / datasheet)
-  - H200 NVL: BF16 835, FP8 1671 TFLOP/s, 4.8 TB/s (NVIDIA H200 product page / datasheet)
 Measured by this project on its H200 (SXM, 141 GB): a large bf16 matmul reached ~707 TFLOP/s, an
 fp8 matmul ~1268 TFLOP/s and a device-to-device copy ~4.0 TB/s. These are what a kernel can really
 reach and are drawn beside the datasheet roofs.
@@ -19,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-H100_SHEET = "NVIDIA H100 Tensor Core GPU datasheet (dense, without sparsity)"
-H200_SHEET = "NVIDIA H200 Tensor Core GPU product page/datasheet (dense, without sparsity)"
 MEASURED = "measured by this project on an H200 SXM 141 GB (large matmul; device-to-device copy)"
 
 
@@ -35,19 +28,14 @@ class Ceiling:
 
 
 def _datasheet(name: str) -> Optional[Ceiling]:
-    n = name.upper()
-    if "H200" in n:
-        if "NVL" in n:
-            return Ceiling("H200 NVL datasheet", 835.0, 1671.0, 4800.0, H200_SHEET)
-        return Ceiling("H200 SXM datasheet", 989.0, 1979.0, 4800.0, H200_SHEET)
-    if "H100" in n or "H800" in n:
-        chip = "H100" if "H100" in n else "H800"
-        if "PCIE" in n:
-            return Ceiling(f"{chip} PCIe datasheet", 756.0, 1513.0, 2000.0, H100_SHEET)
-        if "NVL" in n:
-            return Ceiling(f"{chip} NVL datasheet", 835.0, 1671.0, 3900.0, H100_SHEET)
-        return Ceiling(f"{chip} SXM datasheet", 989.0, 1979.0, 3350.0, H100_SHEET)
-    return None
+    from dsa_bench.costmodel.gpus import profile_for_device
+
+    prof = profile_for_device(name)
+    if prof is None:
+        return None
+    label = prof.name if " " in prof.name else f"{prof.name} SXM"
+    return Ceiling(f"{label} datasheet", prof.bf16_tflops.value, prof.fp8_tflops.value,
+                   prof.hbm_tbps.value * 1000.0, prof.bf16_tflops.source)
 
 
 H200_MEASURED = Ceiling("H200 measured", 707.0, 1268.0, 4000.0, MEASURED, measured=True)
