@@ -76,6 +76,12 @@ def run_scenario(
     """
     from dsa_bench import runner
 
+    if scenario.phase == "quality":
+        from dsa_bench.quality.run import run_quality_scenario
+
+        dev = runner.resolve_device(device)
+        run_dir = run_quality_scenario(scenario, out=out, device=dev.type, scenario_file=scenario_file)
+        return RunOutcome(run_dir=run_dir, device=dev.type, rows=[])
     dev, s = prepare_device(scenario, device)
     store, done = runner.start_run(s, scenario_file=scenario_file, device=dev, out_root=Path(out), resume=resume)
     if on_start is not None:

@@ -1,6 +1,7 @@
 """The `dsa-bench` command line: a thin layer over the library (scenario, runner, store)."""
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -166,6 +167,9 @@ def run(
         except ValueError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
+    if s.phase == "quality":
+        _run_quality(s, scenario, out, device.value, report_out, no_report, dry_run, quiet)
+        return
     from dsa_bench import api
 
     try:
@@ -248,6 +252,41 @@ def run(
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
     if bad or report_failed:
         raise typer.Exit(EXIT_FAILED_POINTS)
+
+
+def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Path, no_report: bool, dry_run: bool,
+                 quiet: bool) -> None:
+    """`run` of a phase: quality scenario: train and evaluate the indexer, then its report."""
+    from dsa_bench import runner
+    from dsa_bench.quality.run import run_quality_scenario, write_quality_report
+
+    q = s.quality
+    if dry_run:
+        console.print(f"{s.name}: quality run, {q.warmup_steps} warm-up + {q.sparse_steps} sparse steps, "
+                      f"k in {q.topk}, sequences of {q.source.seq_len} tokens")
+        raise typer.Exit(EXIT_OK)
+    try:
+        dev = runner.resolve_device(device)
+    except ValueError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+    def progress(step, total, stage, loss):
+        if not quiet and (step % 50 == 0 or step == total):
+            err.print(f"step {step}/{total} ({stage}): KL {loss:.4g}", highlight=False)
+
+    try:
+        run_dir = run_quality_scenario(s, out=out, device=dev.type, progress=progress, scenario_file=str(scenario))
+    except KeyboardInterrupt:
+        err.print("interrupted: a quality run is not resumable; run it again")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except (OSError, ValueError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    head = json.loads((run_dir / "summary.json").read_text())
+    console.print(f"wrote {run_dir}: " + json.dumps(head["at_sparse_topk"]))
+    if not no_report:
+        console.print(f"report: {write_quality_report(run_dir, report_out)}")
 
 
 def _print_plan(s, device: str, keep=None) -> None:

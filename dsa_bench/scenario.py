@@ -21,6 +21,7 @@ from pydantic import (
 
 from dsa_bench.costmodel.config import CostConfig
 from dsa_bench.models import PRESETS, ModelShape
+from dsa_bench.quality.config import QualityConfig
 
 AXES = ("context", "topk", "batch")
 
@@ -163,7 +164,7 @@ class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME)
     description: str = ""
     model: ModelShape
-    phase: Literal["prefill", "decode"]
+    phase: Literal["prefill", "decode", "quality"]
     decode_tokens: Literal[1, 2] = Field(1, description="query tokens per decode step (2 = MTP)")
     prefill_tokens: Optional[PositiveInt] = Field(
         None, description="prefill: query tokens at the end of the context, one chunked-prefill step "
@@ -175,13 +176,26 @@ class Scenario(_Strict):
         default_factory=list, description="Python files (relative to the scenario file) that register "
         "extra implementations when imported: plug-ins (see README)")
     implementations: list[str] = Field(default_factory=list)
-    sweep: Sweep
+    sweep: Optional[Sweep] = None
     measure: Measure = Field(default_factory=Measure)
     cpu: Optional[CpuSection] = None
     cost: CostConfig = Field(default_factory=CostConfig)
+    quality: Optional[QualityConfig] = Field(
+        None, description="phase quality: train a lightning indexer with the report's KL objective and "
+        "measure attention recall / output error per k (dsa_bench/quality)")
 
     @model_validator(mode="after")
     def _something_to_do(self) -> "Scenario":
+        if self.phase == "quality":
+            if self.quality is None:
+                raise ValueError("quality: required for phase 'quality'")
+            if self.implementations:
+                raise ValueError("implementations: phase 'quality' times no implementations; leave the list empty")
+            return self
+        if self.quality is not None:
+            raise ValueError(f"quality: only for phase 'quality', got phase {self.phase!r}")
+        if self.sweep is None:
+            raise ValueError("sweep: required field is missing")
         if not self.implementations and not self.cost.curves:
             raise ValueError("implementations: must have at least 1 item(s) (or set cost.curves: true)")
         return self
@@ -234,7 +248,7 @@ class Scenario(_Strict):
     def for_device(self, device: str) -> "Scenario":
         """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""
         if device != "cpu" or not self.implementations:
-            return self
+            return self  # a cost-model-only or quality scenario runs as written
         if self.cpu is None:
             raise ScenarioError(
                 self.name,

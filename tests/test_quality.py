@@ -153,3 +153,41 @@ def test_plot_writes_png(tiny_run, tmp_path, cost):
     out = plot_quality(tiny_run["evals"], cost, tmp_path / "sub" / "quality.png")
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_quality_scenario_runs_through_the_cli(tmp_path):
+    """`dsa-bench run` of a phase: quality scenario writes the run directory (steps, evals, summary with
+    each k priced by the cost model, plot, summary.json) and its report; a quality scenario with
+    implementations or without its section is refused before any work."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+    from dsa_bench.scenario import ScenarioError, parse_scenario
+
+    spec = {"name": "q", "model": "deepseek-v3.2", "phase": "quality",
+            "quality": {"source": {"seq_len": 64, "heads": 2, "head_dim": 32, "index_heads": 2, "index_dim": 16,
+                                   "hidden_dim": 32, "needles": 2, "needle_queries": 4, "local_window": 4.0},
+                        "warmup_steps": 6, "sparse_steps": 3, "batch": 2, "sparse_topk": 8, "topk": [4, 8],
+                        "eval_every": 3, "eval_sequences": 2}}
+    path = tmp_path / "q.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "res"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    run_dir = next((tmp_path / "res" / "q").iterdir())
+    summary = pd.read_csv(run_dir / "quality_summary.csv")
+    assert set(summary["method"]) == {"trained", "untrained", "recent"} and set(summary["k"]) == {4, 8}
+    assert (summary["usd_per_million_tokens"] > 0).all()
+    # k scaled to the same share of the cost model's 128K context; more k costs more
+    assert dict(zip(summary["k"], summary["model_topk"])) == {4: 8192, 8: 16384}
+    cost = summary.groupby("k")["usd_per_million_tokens"].first()
+    assert cost[8] > cost[4]
+    head = json.loads((run_dir / "summary.json").read_text())
+    assert head["at_sparse_topk"]["k"] == 8 and set(head["kl_loss"]) == {"warmup", "sparse"}
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    assert (tmp_path / "res" / "reports" / "q").exists() or "report:" in r.output
+    for bad in ({**spec, "implementations": ["dense-torch"]}, {k: v for k, v in spec.items() if k != "quality"}):
+        with pytest.raises(ScenarioError):
+            parse_scenario(bad)

@@ -1,0 +1,144 @@
+"""A `phase: quality` scenario end to end: train and evaluate (train.run_quality), price each k with the
+cost model, write the run directory and its report.
+
+Run directory (results/<scenario>/<run-id>/): run.json (scenario, environment, status),
+quality_steps.csv (KL loss per step), quality_evals.csv (recall / overlap / output error per
+evaluation step, method and k), quality_summary.csv (the last evaluation with each k's cost),
+quality.png and summary.json. The report (reports/<scenario>/<run-id>/index.html) shows the plot and
+the tables.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pandas as pd
+
+from dsa_bench.quality.config import QualityConfig
+
+
+def equivalent_topk(k: int, cfg: QualityConfig, max_position: int) -> int:
+    """The real-model k that selects the same share of the context as k does of the synthetic sequence
+    (k = 32 of 256 tokens -> 16384 of 128K): how a quality point is priced."""
+    return max(1, round(k / cfg.source.seq_len * max_position))
+
+
+def cost_by_k(scenario: Any) -> dict[int, float]:
+    """USD per million decode tokens of DSA at cost.max_position for each evaluated k (scaled by
+    equivalent_topk), from the scenario's cost model (roofline unless it names measured runs)."""
+    from dsa_bench.costmodel import as_cost_config, cost_curves
+
+    cfg = as_cost_config(scenario.cost)
+    out = {}
+    for k in scenario.quality.topk:
+        kk = equivalent_topk(k, scenario.quality, cfg.max_position)
+        c = cfg.model_copy(update={"topk": kk, "phases": ["decode"], "curves": False})
+        df = cost_curves(scenario.model, c, None if c.source == "roofline" else _measured(c))
+        row = df[(df["family"] == "dsa") & (df["position_tokens"] == df["position_tokens"].max())]
+        out[k] = float(row["usd_per_million_tokens"].iloc[0])
+    return out
+
+
+def _measured(cfg):
+    from dsa_bench.costmodel import load_measured
+
+    return load_measured(cfg.measured_run) if cfg.measured_run else None
+
+
+def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: str = "cpu",
+                         progress: Optional[Callable] = None, scenario_file: Optional[str] = None) -> Path:
+    """Train, evaluate, price and write the run directory; returns it."""
+    import torch
+
+    from dsa_bench import environment
+    from dsa_bench.quality.plot import plot_quality
+    from dsa_bench.quality.train import run_quality
+    from dsa_bench.store import new_run_id
+
+    dev = torch.device(device)
+    run_id = new_run_id(dev.type)
+    run_dir = Path(out) / scenario.name / run_id
+    run_dir.mkdir(parents=True, exist_ok=False)
+    meta = {"run_id": run_id, "scenario_name": scenario.name, "scenario_file": scenario_file,
+            "scenario": scenario.model_dump(mode="json"), "device": dev.type, "phase": "quality",
+            "status": "running", "start_time": _now(), "environment": environment.capture(dev)}
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    try:
+        res = run_quality(scenario.quality, progress=progress, device=dev)
+    except KeyboardInterrupt:
+        meta.update(status="interrupted", end_time=_now())
+        (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+        raise
+    costs = cost_by_k(scenario)
+    cfg_cost = scenario.cost
+    summary = res["summary"].copy()
+    summary["model_topk"] = [equivalent_topk(int(k), scenario.quality, cfg_cost.max_position) for k in summary["k"]]
+    summary["usd_per_million_tokens"] = [costs.get(int(k)) for k in summary["k"]]
+    res["steps"].to_csv(run_dir / "quality_steps.csv", index=False)
+    res["evals"].to_csv(run_dir / "quality_evals.csv", index=False)
+    summary.to_csv(run_dir / "quality_summary.csv", index=False)
+    label = (f"DSA decode cost at {cfg_cost.max_position // 1024}K on {cfg_cost.gpu}, k scaled to the same share "
+             f"(USD per million tokens)")
+    plot_quality(res["evals"], costs, run_dir / "quality.png", cost_label=label)
+    (run_dir / "summary.json").write_text(json.dumps(quality_headline(res, scenario.quality), indent=1) + "\n")
+    meta.update(status="complete", end_time=_now())
+    (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    return run_dir
+
+
+def quality_headline(res: dict[str, pd.DataFrame], cfg: QualityConfig) -> dict[str, Any]:
+    """Loss at the start and end of each stage, and recall / output error per method at the sparse k."""
+    steps = res["steps"]
+    out: dict[str, Any] = {"kl_loss": {}}
+    for stage, g in steps.groupby("stage", sort=False):
+        n = max(1, min(10, len(g) // 5))
+        out["kl_loss"][stage] = {"first": float(g["kl_loss"].head(n).mean()), "last": float(g["kl_loss"].tail(n).mean())}
+    s = res["summary"]
+    at = s[s["k"] == cfg.sparse_topk]
+    out["at_sparse_topk"] = {"k": cfg.sparse_topk, **{
+        r["method"]: {"recall": float(r["recall"]), "overlap": float(r["overlap"]),
+                      "output_rel_err": float(r["output_rel_err"])} for r in at.to_dict("records")}}
+    return out
+
+
+def write_quality_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
+    """reports/<scenario>/<run-id>/index.html: the headline, the plot and the tables."""
+    from jinja2 import Environment, select_autoescape
+
+    from dsa_bench.report.load import safe_name
+
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    dest = Path(out_root) / safe_name(meta["scenario_name"], "scenario name") / safe_name(meta["run_id"], "run id")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run_dir / "quality.png", dest / "quality.png")
+    head = json.loads((run_dir / "summary.json").read_text())
+    summary = pd.read_csv(run_dir / "quality_summary.csv")
+    html = Environment(autoescape=select_autoescape(default=True)).from_string(_TEMPLATE).render(
+        meta=meta, head=head, summary=summary.round(4).to_dict("records"), columns=list(summary.columns))
+    (dest / "index.html").write_text(html)
+    return dest / "index.html"
+
+
+_TEMPLATE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ meta.scenario_name }}: indexer quality</title>
+<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}td,th{padding:2px 8px;text-align:right}
+.box{background:#f4f6fa;border:1px solid #ccd;padding:0.6em 1em}</style></head><body>
+<h1>{{ meta.scenario_name }}: indexer quality</h1>
+<div class="box"><b>Answer.</b> At the sparse stage's k = {{ head.at_sparse_topk.k }}:
+{% for m, v in head.at_sparse_topk.items() if m != 'k' %}{{ m }} recall {{ '%.3f' % v.recall }}, output error {{ '%.3f' % v.output_rel_err }}{% if not loop.last %}; {% endif %}{% endfor %}.
+KL loss {% for st, v in head.kl_loss.items() %}{{ st }} {{ '%.3g' % v.first }} &rarr; {{ '%.3g' % v.last }}{% if not loop.last %}, {% endif %}{% endfor %}.</div>
+<p>Run {{ meta.run_id }} on {{ meta.device }} ({{ meta.environment.get('gpu_name') or 'CPU' }}),
+commit {{ (meta.environment.get('git') or {}).get('commit') }}. Synthetic attention source (scenario's <code>quality.source</code>);
+costs are the cost model's DSA decode cost with k scaled to the same share of a 128K context.</p>
+<img src="quality.png" style="max-width:100%">
+<h2>Last evaluation</h2><table><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for r in summary %}<tr>{% for c in columns %}<td>{{ r[c] }}</td>{% endfor %}</tr>{% endfor %}</table>
+</body></html>
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
