@@ -80,8 +80,7 @@ def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: 
     res["steps"].to_csv(run_dir / "quality_steps.csv", index=False)
     res["evals"].to_csv(run_dir / "quality_evals.csv", index=False)
     summary.to_csv(run_dir / "quality_summary.csv", index=False)
-    label = (f"DSA decode cost at {cfg_cost.max_position // 1024}K on {cfg_cost.gpu}, k scaled to the same share "
-             f"(USD per million tokens)")
+    label = f"DSA decode USD / M tokens at {cfg_cost.max_position // 1024}K, {cfg_cost.gpu} (k scaled to the same share)"
     plot_quality(res["evals"], costs, run_dir / "quality.png", cost_label=label)
     (run_dir / "summary.json").write_text(json.dumps(quality_headline(res, scenario.quality), indent=1) + "\n")
     meta.update(status="complete", end_time=_now())
