@@ -2,7 +2,9 @@
 
 run_quality(cfg) -> {"steps", "evals", "summary"} DataFrames:
 - steps: step (1-based), stage ('warmup' | 'sparse'), kl_loss (the stage's own loss: dense KL, or the
-  KL restricted to the top-`sparse_topk` set);
+  KL restricted to the top-`sparse_topk` set). The restricted KL is taken over a set that moves as the
+  indexer learns, so it need not fall: on the default config it rose 0.36 -> 0.40 (first / last 5 steps)
+  while recall at k = 32 went 0.798 -> 0.801; judge the sparse stage by the evals, not by this column;
 - evals: step, stage ('init' | 'warmup' | 'sparse'), method ('trained' | 'untrained' | 'recent'), k,
   recall, overlap, output_rel_err on a fixed held-out set; the baselines do not change and are repeated at
   every evaluation step so each step is a complete table;

@@ -33,6 +33,16 @@ def _inputs(B, S, H, D, T, seed, dtype=torch.float32, q_start=None, mask_invisib
     return q, k, scores
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: a second intra-op thread only adds synchronisation (several times slower on a loaded
+    2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
@@ -90,14 +100,14 @@ def test_target_matches_reference(impl, B, S, H, D, T, q_start, dtype):
 @pytest.mark.parametrize("topk", [None, 3])
 @pytest.mark.parametrize("fn", ["chunked", "reference"])
 def test_gradcheck_float64(fn, topk):
-    q, k, scores = _inputs(2, 5, 3, 8, 11, seed=5)
+    q, k, scores = _inputs(2, 4, 3, 8, 9, seed=5)
     q, k = q.double(), k.double()
     x = scores.double().requires_grad_()
     if fn == "chunked":
-        loss = lambda s: indexer_kl_loss(s, q, k, sm_scale=0.5, q_start=2, topk=topk,  # noqa: E731
-                                         impl="torch", row_chunk=2, head_chunk=2)
+        loss = lambda s: indexer_kl_loss(s, q, k, sm_scale=0.5, q_start=1, topk=topk,  # noqa: E731
+                                         impl="torch", row_chunk=3, head_chunk=2)
     else:
-        loss = lambda s: ref_loss(s, q, k, sm_scale=0.5, q_start=2, topk=topk)  # noqa: E731
+        loss = lambda s: ref_loss(s, q, k, sm_scale=0.5, q_start=1, topk=topk)  # noqa: E731
     # Random scores are far (>> eps) from ties, so the top-k set is constant under the perturbation.
     assert torch.autograd.gradcheck(loss, (x,), eps=1e-6, atol=1e-8, rtol=1e-6)
 
