@@ -40,7 +40,7 @@ def _evaluate(indexer: LightningIndexer, batch: AttentionBatch, p: torch.Tensor,
         with torch.no_grad():
             scores = indexer(batch.hidden)
     for k in ks:
-        sel = (metrics.select_recent(B, T, T, k, q_start=0) if method == "recent"
+        sel = (metrics.select_recent(B, T, T, k, q_start=0, device=batch.hidden.device) if method == "recent"
                else metrics.select_topk(scores, k, q_start=0))
         rows.append({"method": method, "k": k, **metrics.selection_metrics(p, probs, batch.values, sel, k, q_start=0)})
     return rows
