@@ -25,6 +25,7 @@ from dsa_bench.report.plots import (
     stage_breakdown,
 )
 from dsa_bench.report.plots._data import HEADLINE_K, headline_k, phase_kind, pick_keeping, pick_topks
+from dsa_bench.report.plots import _style as st
 from dsa_bench.report.plots._style import STAGE_COLORS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -258,7 +259,7 @@ def test_plots_use_the_single_crossover_helpers(tmp_path, monkeypatch):
         c = real_find(m["context"].astype(float), m["latency_ms"], m["dense_ms"])
         assert c.context is not None
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert f"crossover: dsa-triton k={k} faster from L ≈ {c.context:,.0f}" in labels
+        assert f"crossover: dsa-triton k={k} faster from L ≈ {st.fmt_tokens(c.context)} (interpolated)" in labels
     assert not any("faster from" in t.get_text() for t in ax.texts)  # in the legend, not on the data
 
     heat_calls = calls["measured"]

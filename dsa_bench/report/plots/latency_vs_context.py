@@ -147,7 +147,7 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
             if c["context"] is None:
                 continue
             ax.axvline(c["context"], color=kcolor[c["k"]], lw=1.2, ls=":", zorder=1,
-                       label=f"crossover: {c['impl']} k={c['k']} faster from L ≈ {c['context']:,.0f}")
+                       label=f"crossover: {c['impl']} k={c['k']} faster from L ≈ {st.fmt_tokens(c['context'])} (interpolated)")
         st.context_axis(ax, sub["context"])
         st.value_axis(ax, st.fmt_ms_tick)
         ax.set_xlabel("context length L (tokens)")
