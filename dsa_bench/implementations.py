@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator, Optional
 
+from dsa_bench.ops import dense_form
 from dsa_bench.registry import Implementation, Prepared, register
 
 if TYPE_CHECKING:  # torch and the workload are imported where used: listing and validating stay torch-free
@@ -28,7 +29,7 @@ def _kernels(backend: str):
 def _dense(backend: str):
     def prepare(w: Workload) -> Prepared:
         k, m = _kernels(backend), w.model
-        if w.point.phase == "prefill":
+        if dense_form(w.point.phase) == "dense_mha":
             q, kk, v = w.mha_inputs()
             return Prepared(run=lambda: k.dense_mha(q, kk, v, sm_scale=m.sm_scale, q_start=w.q_start))
         q, kv = w.mla_inputs()
@@ -221,7 +222,7 @@ def reference_rows(family: str, w: Workload, r0: int, r1: int, indices: Optional
         q, k, v = w.mha_inputs()
         return ref.masked_mha(q[:, r0:r1], k, v, indices[:, r0:r1], sm_scale=m.sm_scale, q_start=qs)
     if family == "dense":
-        if w.point.phase == "prefill":
+        if dense_form(w.point.phase) == "dense_mha":
             q, k, v = w.mha_inputs()
             return ref.dense_mha(q[:, r0:r1], k, v, sm_scale=m.sm_scale, q_start=qs)
         q, kv = w.mla_inputs()

@@ -45,6 +45,35 @@ def stage_kind(family: str, stage: str, phase: str) -> Optional[str]:
     return None
 
 
+def flops_per_pair(model, kind: str) -> int:
+    """FLOPs of one (query token, attended token) pair of a kernel, all heads: the one formula the
+    measurement (Workload.work) and the cost model (attention_work) both count with.
+
+    dense_mha: QK^T over qk_head_dim and PV over v_head_dim per head; dense_mla / sparse_mla: the
+    absorbed form, QK^T over the 576-value latent and PV over its first 512; indexer: the dot over
+    index_head_dim per indexer head, then ReLU and the weighted sum over heads (2 more)."""
+    m = model
+    if kind == "dense_mha":
+        return 2 * m.heads * (m.qk_head_dim + m.v_head_dim)
+    if kind in ("dense_mla", "sparse_mla"):
+        return 2 * m.heads * (m.latent_dim + m.kv_lora_rank)
+    if kind == "indexer":
+        return m.index_heads * (2 * m.index_head_dim + 2)
+    if kind == "topk":
+        return 0
+    raise ValueError(f"unknown attention kind {kind!r}")
+
+
+def attended(kind: str, visible, topk: Optional[int]):
+    """Tokens a query row really attends: every visible one, or min(k, visible) for sparse MLA
+    (works on ints and numpy arrays)."""
+    if kind == "sparse_mla":
+        import numpy as np
+
+        return np.minimum(visible, topk)
+    return visible
+
+
 @dataclass(frozen=True)
 class Point:
     """One sweep point. topk is None for dense implementations, which do not depend on k."""

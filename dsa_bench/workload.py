@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dsa_bench.models import ModelShape
-from dsa_bench.ops import Point  # noqa: F401 - re-exported: Point used to live here
+from dsa_bench.ops import Point, flops_per_pair  # noqa: F401 - Point re-exported: it used to live here
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -157,23 +157,23 @@ class Workload:
         m, B, S, T, e = self.model, self.B, self.S, self.T, self.elem
         H, D, dv = m.heads, m.latent_dim, m.kv_lora_rank
         if kind == "dense_mha":
-            flops = 2 * self.visible_pairs * H * (m.qk_head_dim + m.v_head_dim)
+            flops = self.visible_pairs * flops_per_pair(m, kind)
             nbytes = e * B * H * (S * m.qk_head_dim + T * m.qk_head_dim + T * m.v_head_dim + S * m.v_head_dim)
             return flops, nbytes
         if kind == "dense_mla":
-            flops = 2 * self.visible_pairs * H * (D + dv)
+            flops = self.visible_pairs * flops_per_pair(m, kind)
             nbytes = e * B * (S * H * D + T * D + S * H * dv) + 4 * B * S * H
             return flops, nbytes
         if kind == "indexer":
             Hi, Di = m.index_heads, m.index_head_dim
-            flops = self.visible_pairs * Hi * (2 * Di + 2)  # dot, then ReLU-weighted sum over heads
+            flops = self.visible_pairs * flops_per_pair(m, kind)
             scale = 4 * B * T if self.indexer_dtype == "fp8" else 0
             nbytes = self.index_elem * B * (S * Hi * Di + T * Di) + 4 * B * S * Hi + scale + 4 * B * S * T
             return flops, nbytes
         if kind == "topk":
             return 0, 4 * B * S * T + 4 * B * S * self.topk
         if kind == "sparse_mla":
-            flops = 2 * self.selected_pairs * H * (D + dv)
+            flops = self.selected_pairs * flops_per_pair(m, kind)
             # Latents gathered: each batch's selected rows, at most every token once (a lower bound).
             per_batch = min(T * 1.0, float(np.minimum(self.visible, self.topk).sum()))
             gathered = int(B * per_batch)

@@ -71,7 +71,7 @@ def test_zip_axes_must_have_equal_lengths():
 @pytest.mark.parametrize(
     "over, expected",
     [
-        ({"phase": "prefil"}, "phase: must be one of 'prefill' or 'decode', got 'prefil'"),
+        ({"phase": "prefil"}, "phase: must be one of 'prefill', 'decode' or 'quality', got 'prefil'"),
         ({"model": "gpt-5"}, "model: unknown model preset 'gpt-5'"),
         ({"name": "has space"}, "name: must start with a letter or digit"),
         ({"implementations": []}, "implementations: must have at least 1 item(s) (or set cost.curves: true)"),

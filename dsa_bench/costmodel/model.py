@@ -26,7 +26,7 @@ per query token instead of per call.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -35,7 +35,7 @@ import pandas as pd
 from dsa_bench.costmodel.config import CostConfig, KernelEfficiency
 from dsa_bench.costmodel.gpus import GpuProfile, get_gpu
 from dsa_bench.models import ModelShape
-from dsa_bench.ops import MODEL_LABELS
+from dsa_bench.ops import MODEL_LABELS, attended, dense_form, flops_per_pair, stage_kind
 
 PHASES = ("prefill", "decode")
 FAMILIES = ("dense", "dsa")
@@ -100,25 +100,25 @@ def attention_work(model: ModelShape, phase: str, kind: str, t: np.ndarray, f: F
     share = f.decode_tokens if phase == "decode" else None
     one = np.ones_like(n)
     if kind == "dense_mha":
-        flops = 2.0 * n * H * (m.qk_head_dim + m.v_head_dim)
+        flops = n * flops_per_pair(m, kind)
         nbytes = one * e * H * 2 * (m.qk_head_dim + m.v_head_dim)  # this token's q, k, v and output
         return Work(flops, nbytes, f.attention_dtype)
     if kind == "dense_mla":
-        flops = 2.0 * n * H * (D + dv)
+        flops = n * flops_per_pair(m, kind)
         cache = latent_bytes(m, f.dense_kv_cache) * (n / share if share else one)
         return Work(flops, cache + e * H * (D + dv) + 4 * H, f.attention_dtype)
     if kind == "indexer":
         Hi, Di = m.index_heads, m.index_head_dim
         ie = ELEM[f.indexer_dtype]
-        flops = n * Hi * (2 * Di + 2)  # dot products, then the ReLU-weighted sum over heads
+        flops = n * flops_per_pair(m, kind)
         keys = index_key_bytes(m, f.indexer_dtype) * (n / share if share else one)
         nbytes = keys + ie * Hi * Di + 4 * Hi + 4 * n  # keys, q, head weights, fp32 scores written
         return Work(flops, nbytes, f.indexer_dtype)
     if kind == "topk":
         return Work(0 * n, 4 * n + 4 * f.topk * one, "fp32")  # scores read, indices written
     if kind == "sparse_mla":
-        sel = np.minimum(n, f.topk)
-        flops = 2.0 * sel * H * (D + dv)
+        sel = attended(kind, n, f.topk)
+        flops = sel * flops_per_pair(m, kind)
         kv = latent_bytes(m, f.dsa_kv_cache)
         gathered = kv * sel if phase == "decode" else kv * one  # prefill: rows shared by the sequence's queries
         return Work(flops, gathered + e * H * (D + dv) + 4 * (f.topk + H) * one, f.attention_dtype)
@@ -214,9 +214,6 @@ def _dtype(value, default: str) -> str:
     return v if v in ELEM else default
 
 
-_STAGE_KIND = {("dsa", "indexer"): "indexer", ("dsa", "topk"): "topk", ("dsa", "sparse_mla"): "sparse_mla"}
-
-
 def measured_ratios(results: pd.DataFrame, model: ModelShape, cfg: CostConfig,
                     gpu: Optional[str] = None) -> MeasuredRatios:
     """Ratios of measured kernel time to the roofline (efficiency 1) of the same call, per context.
@@ -241,11 +238,8 @@ def measured_ratios(results: pd.DataFrame, model: ModelShape, cfg: CostConfig,
     per: dict[tuple[str, str], dict[int, list[float]]] = {}
     for row in df.to_dict("records"):
         fam, stage, phase = str(row["family"]), str(row["stage"]), str(row["phase"])
-        if fam == "dense" and stage == "total":
-            kind = "dense_mha" if phase == "prefill" else "dense_mla"
-        elif (fam, stage) in _STAGE_KIND:
-            kind = _STAGE_KIND[(fam, stage)]
-        else:
+        kind = stage_kind(fam, stage, phase)
+        if kind is None or stage == "masked_mha":  # masked MHA: DSA's short-prefill form, priced as dense_mha
             continue
         T, B = int(row["context"]), int(row["batch"])
         S = int(row["query_tokens"]) if not pd.isna(row["query_tokens"]) else (T if phase == "prefill" else 1)
@@ -314,7 +308,7 @@ def raw_seconds(model: ModelShape, cfg: CostConfig, phase: str, family: str, t: 
         return sec
 
     if family == "dense":
-        kind = "dense_mha" if phase == "prefill" else "dense_mla"
+        kind = dense_form(phase)
         comp[kind] = att(kind)
         mode[:] = "mha" if phase == "prefill" else "absorbed"
     else:
