@@ -51,15 +51,63 @@ class Implementation:
         return phase in self.phases
 
 
-REGISTRY: dict[str, Implementation] = {}
+class _Registry(dict):
+    """name -> Implementation. The built-in implementations (dsa_bench/implementations.py) and the
+    installed plug-ins are loaded on first read, so importing this module imports neither (no import
+    cycle: implementations.py imports this module, not the other way round)."""
+
+    _loaded = False
+
+    def _ensure(self) -> None:
+        if not _Registry._loaded:
+            _Registry._loaded = True
+            import dsa_bench.implementations  # noqa: F401 - registers the built-ins
+
+            _load_entry_points()
+
+    def __getitem__(self, key):
+        self._ensure()
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self._ensure()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._ensure()
+        return super().__iter__()
+
+    def __len__(self):
+        self._ensure()
+        return super().__len__()
+
+    def get(self, key, default=None):
+        self._ensure()
+        return super().get(key, default)
+
+    def keys(self):
+        self._ensure()
+        return super().keys()
+
+    def values(self):
+        self._ensure()
+        return super().values()
+
+    def items(self):
+        self._ensure()
+        return super().items()
+
+
+REGISTRY: dict[str, Implementation] = _Registry()
 
 
 def register(impl: Implementation) -> Implementation:
+    REGISTRY._ensure()  # a plug-in registering first must still collide with a built-in of its name
     if impl.family not in FAMILIES:
         raise ValueError(f"{impl.name}: family must be one of {FAMILIES}, got {impl.family!r}")
-    if impl.name in REGISTRY:
+    if dict.__contains__(REGISTRY, impl.name):
         raise ValueError(f"implementation {impl.name!r} is registered twice")
-    REGISTRY[impl.name] = impl
+    dict.__setitem__(REGISTRY, impl.name, impl)
     return impl
 
 
@@ -98,8 +146,3 @@ def _load_entry_points() -> None:
         if callable(obj):
             obj()
 
-
-# The built-in implementations register themselves on import; then installed plug-ins.
-from dsa_bench import implementations as _builtin  # noqa: E402,F401
-
-_load_entry_points()

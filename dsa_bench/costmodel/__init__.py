@@ -4,7 +4,7 @@ Entry points for the runner and the CLI:
 - write_cost_outputs(scenario, run_dir, measured) -> [paths]: cost_curves.csv, cost_curves.png and
   cost_calibration.json in the run directory when `cost.curves` is true;
 - apply_overrides(cfg, gpu, usd_per_hour) -> CostConfig: the CLI's --gpu / --price.
-The model itself is in model.py (cost_curves), the calibration in calibrate.py; docs/COST_MODEL.md
+The model itself is in model.py, the calibration in calibrate.py, the curves in curves.py; docs/COST_MODEL.md
 explains both.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _LAZY = {
-    "COMPONENT_COLUMNS": "model", "CURVE_COLUMNS": "model", "compare_to_paper": "model", "cost_curves": "model",
+    "COMPONENT_COLUMNS": "model", "CURVE_COLUMNS": "model", "compare_to_paper": "model", "cost_curves": "curves",
     "curve_crossovers": "model", "tail_line_crossovers": "model",
     "PAPER_CSV": "calibrate", "calibrate": "calibrate", "load_paper_points": "calibrate",
 }
@@ -142,7 +142,8 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
     if not cfg.curves:
         return []
     from dsa_bench.costmodel.calibrate import load_paper_points
-    from dsa_bench.costmodel.model import compare_to_paper, cost_curves, curve_crossovers, tail_line_crossovers
+    from dsa_bench.costmodel.curves import cost_curves
+    from dsa_bench.costmodel.model import compare_to_paper, curve_crossovers, tail_line_crossovers
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

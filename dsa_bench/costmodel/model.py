@@ -343,52 +343,6 @@ def usd_per_million(seconds: np.ndarray | float, gpu_hour_usd: float) -> np.ndar
     return seconds * gpu_hour_usd / 3600.0 * 1e6
 
 
-def cost_curves(model: ModelShape, cfg: CostConfig, measured: pd.DataFrame | None = None,
-                calibration=None) -> pd.DataFrame:
-    """USD per million tokens of the token at each position, per phase and model, with one column per component.
-
-    `measured`: results.csv rows (any run with dense and DSA timings on a GPU); used when
-    cfg.source == 'measured'. `calibration`: a calibrate.Calibrated to reuse (default: fitted here,
-    on the paper's dense V3.1-Terminus points only). df.attrs holds the calibration and notes.
-    """
-    from dsa_bench.costmodel.calibrate import calibrate
-
-    ratios = None
-    if cfg.source == "measured":
-        if measured is None:
-            raise ValueError("cost.source is 'measured' but no measured results were given "
-                             "(set cost.measured_run to a results run directory timed on a GPU)")
-        ratios = measured_ratios(measured, model, cfg)
-    cal = calibration if calibration is not None else calibrate(model, cfg, ratios)
-    gpu = get_gpu(cfg.gpu)
-    t = positions(cfg)
-    frames = []
-    fallbacks = []
-    for phase in cfg.phases:
-        eta_rest, eta_attn = cal.eta_rest[phase], cal.eta_attn[phase]
-        for family in FAMILIES:
-            comp, info = raw_seconds(model, cfg, phase, family, t, gpu, ratios)
-            fallbacks += [f"{phase}/{k}" for k, s in info["sources"].items() if s == "roofline-fallback"]
-            cols = {}
-            for c in COMPONENTS:
-                eta = eta_rest if c in ("rest", "indexer_proj") else eta_attn
-                cols[f"usd_{c}"] = usd_per_million(comp[c] / eta, cfg.gpu_hour_usd)
-            total = sum(cols.values())
-            frame = pd.DataFrame({
-                "phase": phase, "model": cfg.labels[family], "position_tokens": t,
-                "usd_per_million_tokens": total, **cols, "family": family,
-                "dsa_attention_mode": info["mode"] if family == "dsa" else "",
-                "timing_source": ",".join(sorted(set(info["sources"].values()))),
-                "gpu": gpu.name, "gpu_hour_usd": cfg.gpu_hour_usd,
-            })
-            frames.append(frame)
-    df = pd.concat(frames, ignore_index=True)[CURVE_COLUMNS]
-    df.attrs["calibration"] = cal.as_dict()
-    df.attrs["measured_fallbacks"] = sorted(set(fallbacks))
-    df.attrs["measured_notes"] = list(ratios.notes) if ratios else []
-    return df
-
-
 # --- comparisons -------------------------------------------------------------------------------------
 
 def crossing_position(x: np.ndarray, dense: np.ndarray, dsa: np.ndarray) -> Optional[float]:
@@ -465,7 +419,7 @@ def compare_to_paper(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ATTENTION", "COMPONENTS", "COMPONENT_COLUMNS", "CURVE_COLUMNS", "Formats", "MeasuredRatios", "Work",
-    "attention_work", "compare_to_paper", "cost_curves", "crossing_position", "curve_crossovers",
+    "attention_work", "compare_to_paper", "crossing_position", "curve_crossovers", "masked_mha_crossover",
     "kernel_seconds", "measured_ratios", "positions", "raw_seconds", "rest_seconds", "tail_line_crossovers",
     "usd_per_million",
 ]
