@@ -129,3 +129,22 @@ def test_crossover_table_against_best_dense_baseline():
     assert len(t) == 1
     assert t["crossover_context"].iloc[0] == pytest.approx(13000, rel=1e-9)
     assert t["dense_impls"].iloc[0] == "dense-a"
+
+
+def test_one_crossover_rule_for_latencies_and_cost_curves():
+    """The measured-latency and cost-curve crossovers are one rule (dsa_bench/crossover.py): the x after
+    which DSA stays at or below dense, the last crossing when the curves cross several times."""
+    from dsa_bench.crossover import crossing, crossing_position
+    from dsa_bench.report.crossover import find_crossover
+
+    x = [1024, 2048, 4096, 8192, 16384]
+    dense = [1.0, 2.0, 4.0, 8.0, 16.0]
+    dsa = [0.5, 2.5, 3.0, 9.0, 10.0]  # wins, loses, wins, loses, wins: crosses 4 times
+    c = crossing(x, dense, dsa, scale="log")
+    assert c.status == "crosses" and c.bracket == (8192, 16384) and c.crossings == 4
+    assert find_crossover(x, dsa, dense).context == c.x
+    lin = crossing(x, dense, dsa, scale="linear")
+    assert lin.bracket == (8192, 16384) and crossing_position(x, dense, dsa) == lin.x
+    assert 8192 < lin.x < 16384 and 8192 < c.x < 16384
+    assert crossing(x, dense, [d * 0.5 for d in dense]).status == "always"
+    assert crossing(x, dense, [d * 2 for d in dense]).status == "never"

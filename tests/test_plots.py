@@ -215,7 +215,9 @@ def test_curve_crossing_delegates_to_the_cost_model():
     dense, dsa = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.5, 2.6, 2.7])
     assert crossover.curve_crossing(x, dense, dsa) == crossing_position(x, dense, dsa)
     assert crossover.curve_crossing(x[::-1], dense[::-1], dsa[::-1]) == crossing_position(x, dense, dsa)
-    assert crossover.curve_crossing(x, dsa, dense) == 0.0  # DSA never above dense
+    assert crossover.curve_crossing(x, dsa + 1.0, dsa) == 0.0  # DSA never above dense
+    # cheaper first, dearer at the end: no crossover after which DSA stays cheaper (one rule, dsa_bench/crossover.py)
+    assert crossover.curve_crossing(x, dsa, dense) is None
     assert crossover.curve_crossing(x, dense * 0, dsa) is None
     assert crossover.curve_crossing([], [], []) is None
 

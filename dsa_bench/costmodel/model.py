@@ -34,6 +34,7 @@ import pandas as pd
 
 from dsa_bench.costmodel.config import CostConfig, KernelEfficiency
 from dsa_bench.costmodel.gpus import GpuProfile, get_gpu
+from dsa_bench.crossover import crossing_position  # noqa: F401 - the one rule; re-exported
 from dsa_bench.models import ModelShape
 from dsa_bench.ops import MODEL_LABELS, attended, dense_form, flops_per_pair, stage_kind
 
@@ -344,21 +345,6 @@ def usd_per_million(seconds: np.ndarray | float, gpu_hour_usd: float) -> np.ndar
 
 
 # --- comparisons -------------------------------------------------------------------------------------
-
-def crossing_position(x: np.ndarray, dense: np.ndarray, dsa: np.ndarray) -> Optional[float]:
-    """First position where the DSA curve falls to the dense one (linear between points).
-
-    0.0 if DSA is never above dense; None if it never gets to or below it.
-    """
-    d = np.asarray(dsa, dtype=float) - np.asarray(dense, dtype=float)
-    x = np.asarray(x, dtype=float)
-    if d[0] <= 0:
-        return 0.0
-    for i in range(1, len(d)):
-        if d[i] <= 0:
-            return float(x[i - 1] + (x[i] - x[i - 1]) * d[i - 1] / (d[i - 1] - d[i]))
-    return None
-
 
 def curve_crossovers(df: pd.DataFrame, labels: Optional[dict] = None) -> dict[str, Optional[float]]:
     """Crossover position per phase of a cost_curves frame (or of the paper's points)."""
