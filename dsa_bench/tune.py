@@ -9,6 +9,8 @@ numbers the README quotes come from scenario runs, not from here. Timing: triton
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import sys
 import time
@@ -26,6 +28,21 @@ from kernels.topk import topk_indices, topk_indices_torch
 
 H, D, DV, HI, DI = 128, 576, 512, 64, 128
 RECORDS: list[dict] = []
+
+
+@contextlib.contextmanager
+def gpu_config(module, *path: str, **changes):
+    """Edit module.CONFIG["gpu"][*path] (the kernel's GPU launch table) for the block; restored after."""
+    entry = module.CONFIG["gpu"]
+    for key in path:
+        entry = entry[key]
+    saved = copy.deepcopy(entry)
+    entry.update(changes)
+    try:
+        yield
+    finally:
+        entry.clear()
+        entry.update(saved)
 
 
 def bench(fn, warmup=25, rep=200) -> float:
@@ -61,8 +78,6 @@ def indexer_scores(S, T, B=1, dtype=torch.float8_e4m3fn, seed=0):
 # --- top-k -------------------------------------------------------------------------------------
 
 def tune_topk():
-    defaults_many = (tk.BLOCK_MANY, tk.PROGRAMS_PER_SM_MANY, tk.NUM_WARPS_MANY)
-    defaults_few = (tk.BLOCK_FEW, tk.NUM_WARPS_FEW)
     cases = [("prefill", 1, 4096, 131072, True), ("decode", 64, 2, 131072, False),
              ("decode", 1, 2, 131072, False)]
     for phase, B, S, T, causal in cases:
@@ -82,19 +97,16 @@ def tune_topk():
                     for qs in ((None, T - S) if causal else (None,)):
                         variants.append(dict(BLOCK=block, PROGRAMS_PER_SM=pps, nw=nw, splits=splits, q_start=qs))
         for v in variants:
-            tk.BLOCK_MANY = tk.BLOCK_FEW = v["BLOCK"]
-            tk.PROGRAMS_PER_SM_MANY = v["PROGRAMS_PER_SM"]
-            tk.NUM_WARPS_MANY = tk.NUM_WARPS_FEW = v["nw"]
-            fb = torch.zeros(1, dtype=torch.int32, device="cuda")
-            out = topk_indices(scores, K, splits=v["splits"], q_start=v["q_start"], fallbacks=fb)
-            got = scores.gather(-1, out.clamp_min(0).long()).sort(-1).values
-            exact = bool(torch.equal(got, want))
-            ms = _try("topk", lambda: topk_indices(scores, K, splits=v["splits"], q_start=v["q_start"]),
-                      impl="triton", **base, **v)
+            with gpu_config(tk, BLOCK_MANY=v["BLOCK"], BLOCK_FEW=v["BLOCK"], PROGRAMS_PER_SM_MANY=v["PROGRAMS_PER_SM"],
+                            NUM_WARPS_MANY=v["nw"], NUM_WARPS_FEW=v["nw"]):
+                fb = torch.zeros(1, dtype=torch.int32, device="cuda")
+                out = topk_indices(scores, K, splits=v["splits"], q_start=v["q_start"], fallbacks=fb)
+                got = scores.gather(-1, out.clamp_min(0).long()).sort(-1).values
+                exact = bool(torch.equal(got, want))
+                ms = _try("topk", lambda: topk_indices(scores, K, splits=v["splits"], q_start=v["q_start"]),
+                          impl="triton", **base, **v)
             record(kind="topk", impl="triton", ms=ms, exact=exact, fallbacks=int(fb.item()),
                    gbps=(scores.numel() * 4 / ms / 1e6) if ms else None, **base, **v)
-        tk.BLOCK_MANY, tk.PROGRAMS_PER_SM_MANY, tk.NUM_WARPS_MANY = defaults_many
-        tk.BLOCK_FEW, tk.NUM_WARPS_FEW = defaults_few
         del scores
         torch.cuda.empty_cache()
 
@@ -131,27 +143,23 @@ def tune_sparse():
         ref_o, _ = ref_sparse(q[:, rows], kv, idx[:, rows], sm_scale=D ** -0.5, d_v=DV)
         base = dict(phase=phase, B=B, S=S, T=T, topk=K)
         for v in SPARSE_VARIANTS:
-            mla.CONFIG_OVERRIDES.clear()
-            mla.CONFIG_OVERRIDES.update(v)
-            try:
-                o, _ = kernels.sparse_mla(q, kv, idx, sm_scale=D ** -0.5, d_v=DV)
-                err = ((o[:, rows].float() - ref_o.float()).norm() / ref_o.float().norm()).item()
-            except Exception as exc:  # noqa: BLE001
-                record(kind="sparse_mla", error=f"{type(exc).__name__}: {str(exc)[:200]}", **base, **v)
-                continue
-            ms = _try("sparse_mla", lambda: kernels.sparse_mla(q, kv, idx, sm_scale=D ** -0.5, d_v=DV), **base, **v)
+            with gpu_config(mla, "tiles", **v):  # the bf16 tiles
+                try:
+                    o, _ = kernels.sparse_mla(q, kv, idx, sm_scale=D ** -0.5, d_v=DV)
+                    err = ((o[:, rows].float() - ref_o.float()).norm() / ref_o.float().norm()).item()
+                except Exception as exc:  # noqa: BLE001
+                    record(kind="sparse_mla", error=f"{type(exc).__name__}: {str(exc)[:200]}", **base, **v)
+                    continue
+                ms = _try("sparse_mla", lambda: kernels.sparse_mla(q, kv, idx, sm_scale=D ** -0.5, d_v=DV), **base, **v)
             record(kind="sparse_mla", ms=ms, tflops=flops / ms / 1e9 if ms else None, rel_err=err, **base, **v)
-        mla.CONFIG_OVERRIDES.clear()
         # dense MLA decode (the baseline of issue 9) with the same variants
         if phase == "decode":
             fl = B * S * H * T * 2 * (D + DV)
             for v in SPARSE_VARIANTS[:3]:
-                mla.CONFIG_OVERRIDES.clear()
-                mla.CONFIG_OVERRIDES.update(v)
-                ms = _try("dense_mla", lambda: kernels.dense_mla(q, kv, sm_scale=D ** -0.5, d_v=DV), **base, **v)
+                with gpu_config(mla, "tiles", **v):
+                    ms = _try("dense_mla", lambda: kernels.dense_mla(q, kv, sm_scale=D ** -0.5, d_v=DV), **base, **v)
                 record(kind="dense_mla", ms=ms, tflops=fl / ms / 1e9 if ms else None,
                        gbps=B * T * D * 2 / ms / 1e6 if ms else None, **base, **v)
-            mla.CONFIG_OVERRIDES.clear()
         del q, kv, idx
         torch.cuda.empty_cache()
 
@@ -171,11 +179,10 @@ def tune_indexer():
         flops = B * pairs * HI * DI * 2
         base = dict(B=B, S=S, T=T, dtype=str(dtype).replace("torch.", ""))
         for bt, spp, nw, ns in INDEXER_VARIANTS:
-            ix.BLOCK_T, ix.MAX_S_PER_PROG, ix.NUM_WARPS, ix.NUM_STAGES = bt, spp, nw, ns
             v = dict(BLOCK_T=bt, MAX_S_PER_PROG=spp, num_warps=nw, num_stages=ns)
-            ms = _try("indexer", lambda: kernels.lightning_indexer(q, w, k, k_scale=ks_arg), **base, **v)
+            with gpu_config(ix, **v):
+                ms = _try("indexer", lambda: kernels.lightning_indexer(q, w, k, k_scale=ks_arg), **base, **v)
             record(kind="indexer", ms=ms, tflops=flops / ms / 1e9 if ms else None, **base, **v)
-        ix.BLOCK_T, ix.MAX_S_PER_PROG, ix.NUM_WARPS, ix.NUM_STAGES = 256, 32, 8, 2
         del q, w, k, ks
         torch.cuda.empty_cache()
 

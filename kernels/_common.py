@@ -1,23 +1,101 @@
-"""Shared helpers for the kernels package: argument validation and interpreter detection.
+"""Shared helpers for the kernels package: argument validation, the backend (GPU or Triton's CPU
+interpreter), per-backend launch configs and the interpreter fixes.
 
 Validation raises ValueError naming the argument and what was expected, so a caller who passes the
 wrong shape/dtype/device learns which tensor is wrong without reading kernel code.
+
+This module imports torch only: the PyTorch references use it, and `import kernels.reference` must not
+import Triton. Triton kernel modules call `apply_interpreter_fixes()` right after importing triton.
 """
 from __future__ import annotations
 
 import functools
 import os
+import re
 from typing import Iterable, Sequence
 
 import torch
 
-# Triton's CPU interpreter computes tl.dot on bf16 operands wrongly (measured with triton 3.6/3.9);
-# kernels take this as a constexpr and upcast dot operands to fp32 when it is set.
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Interpreter bug 1 (all Triton versions measured: 3.6, 3.9): the interpreter keeps bf16 values as raw
+# uint16 bits and its tl.dot multiplies those bits, so a bf16 dot is wrong; fp32 operands are exact.
+# Kernels take UPCAST_DOT as a constexpr and upcast dot operands to fp32 when it is set.
+UPCAST_DOT = INTERPRET
 
 FP8 = getattr(torch, "float8_e4m3fn", None)
 FLOAT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """tl.dot input precision: "ieee" for fp32 inputs (a correctness path) and for the interpreter's
+    upcast operands (which ignores the setting), else "tf32"."""
+    return "ieee" if UPCAST_DOT or dtype == torch.float32 else "tf32"
+
+
+# --- launch configs ----------------------------------------------------------------------------
+# Every kernel module keeps one table, CONFIG = {"gpu": {...}, "interpreter": {...}}: the GPU entry holds
+# the launch parameters measured on an H200, the interpreter entry the sizes the CPU tests run with
+# (the interpreter's cost is per executed block operation, not per element, so its sizes are chosen
+# for test time and coverage, never for speed on a GPU). Tuning scripts edit the "gpu" entry in place.
+
+def backend() -> str:
+    """Which entry of a kernel's CONFIG applies: "interpreter" under TRITON_INTERPRET=1, else "gpu"."""
+    return "interpreter" if INTERPRET else "gpu"
+
+
+def launch_config(table: dict) -> dict:
+    """The entry of a kernel module's CONFIG table for this process's backend."""
+    return table[backend()]
+
+
+# --- interpreter fixes -------------------------------------------------------------------------
+# Interpreter bug 2: the interpreter holds kernel scalars as 1-element arrays and converts them with
+# int(array), which NumPy >= 2.4 rejects for arrays that are not 0-d ("only 0-dimensional arrays can be
+# converted to Python scalars"), so any `for i in range(runtime_bound)` in a kernel fails. Checked in
+# Triton 3.6.0's interpreter; no Triton release is known to have changed that conversion, so every
+# Triton >= 3.0 is patched when NumPy is >= 2.4 (add an upper bound here once one does).
+_INDEX_FIX_NUMPY = (2, 4)
+_INDEX_FIX_TRITON = (3, 0)
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def needs_scalar_index_fix(triton_version: str, numpy_version: str) -> bool:
+    """Whether the interpreter's scalar-to-int conversion must be patched for these versions."""
+    return _major_minor(numpy_version) >= _INDEX_FIX_NUMPY and _major_minor(triton_version) >= _INDEX_FIX_TRITON
+
+
+def apply_interpreter_fixes() -> None:
+    """Patch Triton's CPU interpreter for this process's NumPy (bug 2 above). Idempotent; a no-op on
+    the GPU backend, for unaffected versions, and where the interpreter lacks the patched hook."""
+    if not INTERPRET:
+        return
+    import numpy
+    import triton
+    from triton.runtime import interpreter
+
+    if not needs_scalar_index_fix(triton.__version__, numpy.__version__):
+        return
+    original = getattr(interpreter, "_patch_lang_tensor", None)
+    if original is None or getattr(original, "_dsa_index_fix", False):
+        return
+
+    def _scalar_index(self):
+        return int(self.handle.data.reshape(-1)[0])
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", _scalar_index)
+
+    patched._dsa_index_fix = True
+    interpreter._patch_lang_tensor = patched
+
+
+# --- argument checks ---------------------------------------------------------------------------
 
 def check_tensor(
     name: str,

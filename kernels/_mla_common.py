@@ -33,13 +33,31 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import _interpreter_compat  # noqa: F401  (NumPy 2.4 interpreter fix)
-from kernels._common import INTERPRET, next_pow2, num_sms
+from kernels._common import UPCAST_DOT, apply_interpreter_fixes, dot_precision, launch_config, next_pow2, num_sms
+
+apply_interpreter_fixes()
 
 LOG2E = 1.4426950408889634
 MAX_SPLITS = 128
 MIN_BLOCKS_PER_SPLIT = 4  # keep a split long enough to amortise writing its [BLOCK_H, 512] partial
 
+# Tile sizes. GPU, from a sweep on an H200 (bf16, H=128, D=576): 64 heads x 64 tokens, 8 warps, 2 stages.
+# The [64, 512] fp32 accumulator is 128 registers a thread over 8 warps (4 warps spill: ~4x slower);
+# BLOCK_H=32/4 warps was about as fast but gathers every kv row twice as often. fp32 inputs (a
+# correctness path) take 4-byte tiles, so smaller ones keep shared memory under the 227 KB limit.
+# The interpreter uses BLOCK_N=32 for every dtype so that small test shapes still cover multi-block
+# loops and splits. BLOCK_H is the largest head block (fewer heads take the next power of two >= 16);
+# a head block under 64 runs at most 4 warps. dsa_bench/tune.py edits the "gpu" entries in place.
+CONFIG = {
+    "gpu": {
+        "tiles": dict(BLOCK_H=64, BLOCK_N=64, num_warps=8, num_stages=2, LAZY_RESCALE=False),
+        "fp32": dict(BLOCK_H=32, BLOCK_N=16, num_warps=4, num_stages=1, LAZY_RESCALE=False),
+    },
+    "interpreter": {
+        "tiles": dict(BLOCK_H=64, BLOCK_N=32, num_warps=8, num_stages=2, LAZY_RESCALE=False),
+        "fp32": dict(BLOCK_H=64, BLOCK_N=32, num_warps=8, num_stages=2, LAZY_RESCALE=False),
+    },
+}
 
 
 @triton.jit
@@ -205,24 +223,12 @@ def _mla_combine_kernel(
     tl.store(LSE + b64 * stride_lb + s64 * stride_ls + h * stride_lh, lse)
 
 
-# Tuning overrides (benchmarks try variants by updating this; empty = the measured defaults).
-CONFIG_OVERRIDES: dict = {}
-
-
 def mla_config(H: int, dtype: torch.dtype) -> dict:
-    """Tile sizes, from a sweep on an H200 (bf16, H=128, D=576): 64 heads x 64 tokens, 8 warps, 2 stages.
-
-    The [64, 512] fp32 accumulator is 128 registers a thread over 8 warps (4 warps spill: ~4x slower);
-    BLOCK_H=32/4 warps was about as fast but gathers every kv row twice as often. fp32 inputs (a
-    correctness path) take 4-byte tiles, so smaller ones keep shared memory under the 227 KB limit.
-    The interpreter uses BLOCK_N=32 so that small test shapes still cover multi-block loops and splits.
-    """
-    block_h = min(64, max(16, next_pow2(H)))
-    if dtype == torch.float32 and not INTERPRET:
-        return dict(BLOCK_H=min(block_h, 32), BLOCK_N=16, num_warps=4, num_stages=1, LAZY_RESCALE=False)
-    cfg = dict(BLOCK_H=block_h, BLOCK_N=32 if INTERPRET else 64,
-               num_warps=8 if block_h >= 64 else 4, num_stages=2, LAZY_RESCALE=False)
-    cfg.update(CONFIG_OVERRIDES)
+    """The launch config for H heads of `dtype` inputs, from CONFIG (see there)."""
+    cfg = dict(launch_config(CONFIG)["fp32" if dtype == torch.float32 else "tiles"])
+    cfg["BLOCK_H"] = min(cfg["BLOCK_H"], max(16, next_pow2(H)))
+    if cfg["BLOCK_H"] < 64:
+        cfg["num_warps"] = min(cfg["num_warps"], 4)
     return cfg
 
 
@@ -290,9 +296,9 @@ def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
         D_V=d_v, D_ROPE=D - d_v,
         BLOCK_H=cfg["BLOCK_H"], BLOCK_N=block_n,
         BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_DR=max(16, next_pow2(D - d_v)),
-        GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=INTERPRET, LAZY_RESCALE=cfg["LAZY_RESCALE"],
+        GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=UPCAST_DOT, LAZY_RESCALE=cfg["LAZY_RESCALE"],
         N_HB=head_blocks,
-        DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        DOT_PREC=dot_precision(q.dtype),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     if splits > 1:

@@ -12,10 +12,35 @@ import triton
 import triton.language as tl
 
 from kernels._attention_args import check_dense_mha_args, check_out_buffer
-from kernels import _interpreter_compat  # noqa: F401  (NumPy 2.4 interpreter fix)
-from kernels._common import INTERPRET, check_triton_device, next_pow2
+from kernels._common import UPCAST_DOT, apply_interpreter_fixes, check_triton_device, dot_precision, launch_config, next_pow2
+
+apply_interpreter_fixes()
 
 LOG2E = 1.4426950408889634
+
+# Tile sizes. GPU "tiles", from a sweep on an H200 (bf16, H=128, 192/128): 128x128 tiles, 8 warps,
+# 2 stages, ~430-480 TFLOP/s; smem = q 48 KB + 2 stages of k 48 KB + v 32 KB. "small_tiles": fp32
+# inputs (a correctness path) or heads wider than 256, to stay under 227 KB.
+# "masked": masked MHA's launch (kernels/masked_mha.py): the bit-reading variant, and on a GPU tile
+# overrides for 16-bit inputs (fp32 tiles would not fit). Measured on an H200 (tools/bench_masked_mha.py,
+# S = T = 8192, 128 heads, k = 2048): dense 5.96 ms; masked, words expanded in registers, BLOCK_N 64 /
+# 3 stages 9.46 ms (128 / 2: 10.53); a word per key 31.7-34.3 ms (and over shared memory at 128 / 2).
+# The gap to dense is the per-key bit extraction and the reshape into the accumulator's layout, paid
+# on every key block.
+# The interpreter uses 32x32 tiles so small test shapes still cover several query blocks and both
+# (unmasked, diagonal) key phases.
+CONFIG = {
+    "gpu": {
+        "tiles": dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2),
+        "small_tiles": dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1),
+        "masked": dict(SEL_PER_KEY=False, BLOCK_N=64, num_stages=3),
+    },
+    "interpreter": {
+        "tiles": dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1),
+        "small_tiles": dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1),
+        "masked": dict(SEL_PER_KEY=False),
+    },
+}
 
 
 @triton.jit
@@ -137,24 +162,15 @@ def _mha_fwd_kernel(
     tl.store(o_ptr, out.to(O.dtype.element_ty), mask=mask_m[:, None] & (offs_dv < D_V)[None, :])
 
 
-def mha_config(d_qk: int, dtype: torch.dtype) -> dict:
-    """From a sweep on an H200 (bf16, H=128, 192/128): 128x128 tiles, 8 warps, 2 stages, ~430-480
-    TFLOP/s; smem = q 48 KB + 2 stages of k 48 KB + v 32 KB. fp32 inputs (a correctness path) or wider
-    heads take smaller tiles to stay under 227 KB. The interpreter uses 32x32 so small test shapes
-    still cover several query blocks and both (unmasked, diagonal) key phases."""
-    if INTERPRET:
-        return dict(BLOCK_M=32, BLOCK_N=32, num_warps=4, num_stages=1)
-    if dtype == torch.float32 or d_qk > 256:
-        return dict(BLOCK_M=64, BLOCK_N=32, num_warps=4, num_stages=1)
-    return dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=2)
-
-
-# Masked MHA's launch (kernels/masked_mha.py) on a GPU: overrides of mha_config plus the bit-reading
-# variant. Measured on an H200 (tools/bench_masked_mha.py, S = T = 8192, 128 heads, k = 2048): dense
-# 5.96 ms; masked, words expanded in registers, BLOCK_N 64 / 3 stages 9.46 ms (128 / 2: 10.53); a word
-# per key 31.7-34.3 ms (and over shared memory at 128 / 2). The gap to dense is the per-key bit
-# extraction and the reshape into the accumulator's layout, paid on every key block.
-MASKED_CONFIG: dict = {"SEL_PER_KEY": False, "BLOCK_N": 64, "num_stages": 3}
+def mha_config(d_qk: int, dtype: torch.dtype, masked: bool = False) -> dict:
+    """The launch config from CONFIG (see there), with SEL_PER_KEY; `masked` applies the "masked"
+    entry's tile overrides to 16-bit inputs."""
+    table = launch_config(CONFIG)
+    cfg = dict(table["small_tiles" if dtype == torch.float32 or d_qk > 256 else "tiles"])
+    if masked and dtype != torch.float32:
+        cfg.update({key: val for key, val in table["masked"].items() if key in cfg})
+    cfg["SEL_PER_KEY"] = bool(table["masked"].get("SEL_PER_KEY"))
+    return cfg
 
 
 def dense_mha(q, k, v, *, sm_scale, q_start=None, out=None):
@@ -182,9 +198,7 @@ def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     d_a = 1 << (D.bit_length() - 1)  # 192 -> 128 + 64: power-of-two tiles without padding to 256
     d_b = D - d_a
-    cfg = mha_config(D, q.dtype)
-    if select_bits is not None and not INTERPRET and q.dtype != torch.float32:  # tuned for bf16 tiles
-        cfg = {**cfg, **{key: val for key, val in MASKED_CONFIG.items() if key in cfg}}
+    cfg = mha_config(D, q.dtype, masked=select_bits is not None)
     grid = (triton.cdiv(S, cfg["BLOCK_M"]), B * H)
     sel = select_bits if select_bits is not None else out  # a dummy pointer when unused
     sel_strides = (select_bits.stride(0), select_bits.stride(1)) if select_bits is not None else (0, 0)
@@ -199,7 +213,7 @@ def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
         D_A=d_a, D_B=d_b, D_V=Dv,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"],
         BLOCK_DA=max(16, d_a), BLOCK_DB=max(16, next_pow2(d_b)), BLOCK_DV=max(16, next_pow2(Dv)),
-        HAS_SEL=select_bits is not None, SEL_PER_KEY=bool(MASKED_CONFIG.get("SEL_PER_KEY")), UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if q.dtype == torch.float32 else "tf32",
+        HAS_SEL=select_bits is not None, SEL_PER_KEY=cfg["SEL_PER_KEY"], UPCAST_DOT=UPCAST_DOT, DOT_PREC=dot_precision(q.dtype),
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
     return out

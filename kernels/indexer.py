@@ -22,13 +22,18 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import INTERPRET, next_pow2, num_sms
+from kernels._common import UPCAST_DOT, apply_interpreter_fixes, dot_precision, launch_config, next_pow2, num_sms
 from kernels._indexer_args import check_indexer_args
 
-BLOCK_T = 256  # keys per program: the M of every dot
-NUM_WARPS = 8
-MAX_S_PER_PROG = 32  # queries per program, each reusing the program's key tile
-NUM_STAGES = 2
+apply_interpreter_fixes()
+
+# BLOCK_T: keys per program (the M of every dot); MAX_S_PER_PROG: queries per program, each reusing the
+# program's key tile. GPU: the best of the sweep in the module docstring. The interpreter runs the
+# same sizes (the tests' shapes are chosen around them).
+CONFIG = {
+    "gpu": dict(BLOCK_T=256, MAX_S_PER_PROG=32, num_warps=8, num_stages=2),
+    "interpreter": dict(BLOCK_T=256, MAX_S_PER_PROG=32, num_warps=8, num_stages=2),
+}
 
 
 @triton.jit
@@ -57,7 +62,6 @@ def _indexer_kernel(
     offs_h = tl.arange(0, HI_P)
     h_ok = offs_h < HI
 
-    # S_PER_PROG is a constexpr: the interpreter cannot range() over a runtime scalar (numpy >= 2.4).
     for i in range(S_PER_PROG):
         s = s_first + i
         s_ok = s < S
@@ -96,26 +100,25 @@ def lightning_indexer(
     if out.numel() == 0:
         return out
 
+    cfg = launch_config(CONFIG)
     hi_p = max(16, next_pow2(d.Hi))  # heads are the dot's N: >= 16 for tensor cores
     block_d = max(16, next_pow2(d.Di))
-    n_t = triton.cdiv(d.T, BLOCK_T)
+    n_t = triton.cdiv(d.T, cfg["BLOCK_T"])
     # As many queries per program as keep ~4 programs per SM (more reuse of the key tile).
-    s_per_prog = min(MAX_S_PER_PROG, next_pow2(d.S))
+    s_per_prog = min(cfg["MAX_S_PER_PROG"], next_pow2(d.S))
     while s_per_prog > 1 and d.B * n_t * triton.cdiv(d.S, s_per_prog) < 4 * num_sms(q.device):
         s_per_prog //= 2
     grid = (n_t, triton.cdiv(d.S, s_per_prog), d.B)
 
-    fp32_dot = INTERPRET or q.dtype == torch.float32
     ks = k_scale if k_scale is not None else weights  # dummy pointer when HAS_SCALE is off
     _indexer_kernel[grid](
         q, weights, k, ks, out,
         d.S, d.T, d.Hi, d.Di, d.q_start,
         *q.stride(), *weights.stride(), *k.stride(),
         *(k_scale.stride() if k_scale is not None else (0, 0)), *out.stride(),
-        S_PER_PROG=s_per_prog, HI_P=hi_p, BLOCK_D=block_d, BLOCK_T=BLOCK_T,
-        HAS_SCALE=k_scale is not None, UPCAST_DOT=INTERPRET,
-        DOT_PRECISION="ieee" if fp32_dot else "tf32",
-        num_warps=NUM_WARPS,
-        num_stages=NUM_STAGES,
+        S_PER_PROG=s_per_prog, HI_P=hi_p, BLOCK_D=block_d, BLOCK_T=cfg["BLOCK_T"],
+        HAS_SCALE=k_scale is not None, UPCAST_DOT=UPCAST_DOT, DOT_PRECISION=dot_precision(q.dtype),
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
     )
     return out

@@ -14,10 +14,18 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import _interpreter_compat  # noqa: F401  (NumPy 2.4 interpreter fix)
 from kernels._attention_args import check_masked_mha_args, check_out_buffer
-from kernels._common import check_triton_device, next_pow2
+from kernels._common import apply_interpreter_fixes, check_triton_device, launch_config, next_pow2
 from kernels.dense_mha import launch_mha
+
+apply_interpreter_fixes()
+
+# The bitmask kernel: indices per loop trip (the next power of two >= K, at most MAX_BLOCK_K). The
+# attention launch itself is configured in kernels/dense_mha.py (CONFIG["..."]["masked"]).
+CONFIG = {
+    "gpu": dict(MAX_BLOCK_K=1024),
+    "interpreter": dict(MAX_BLOCK_K=1024),
+}
 
 
 @triton.jit
@@ -43,7 +51,7 @@ def selection_bits(indices: torch.Tensor, T: int) -> torch.Tensor:
     idx = indices.reshape(B * S, K)
     if idx.stride(-1) != 1:
         idx = idx.contiguous()
-    _bits_kernel[(B * S,)](idx, bits, K, T, idx.stride(0), words, BLOCK_K=min(1024, max(16, next_pow2(K))))
+    _bits_kernel[(B * S,)](idx, bits, K, T, idx.stride(0), words, BLOCK_K=min(launch_config(CONFIG)["MAX_BLOCK_K"], max(16, next_pow2(K))))
     return bits
 
 

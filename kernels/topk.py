@@ -28,20 +28,30 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels._common import num_sms
+from kernels._common import apply_interpreter_fixes, launch_config, num_sms
 from kernels._indexer_args import check_topk_args
-from kernels.reference.topk import topk_rows
+from kernels.topk_torch import topk_indices_torch  # noqa: F401  (re-export: the torch.topk baseline)
 
-# Launch shapes by regime, measured on an H200 (k = 2048, fp32 rows of 128K):
+apply_interpreter_fixes()
+
+# GPU launch shapes by regime, measured on an H200 (k = 2048, fp32 rows of 128K):
 # - many rows (prefill): 4 warps; 4096-score blocks took 255 registers a thread (ncu: 12.5%
 #   occupancy, one scheduler slot in four issued), 512 take 89, so 5 programs stay resident per SM:
 #   [4096 x 131072] 3.93 ms -> 2.63 ms (1024-score blocks: 3.49 ms);
 # - rows <= 2 x SMs (decode): one program per row, 16 warps, 4096-score blocks: B=64 x 2 tokens
 #   0.111 ms (512: 0.31 ms, 1024: 0.20 ms).
-BLOCK_MANY, PROGRAMS_PER_SM_MANY, NUM_WARPS_MANY = 512, 5, 4
-BLOCK_FEW, NUM_WARPS_FEW = 4096, 16
-RADIX_BITS = 4  # digit width: tl.histogram costs grow with bins (4 bits measured best, see history)
-SAMPLE_CHUNKS, SAMPLE_WIDTH = 128, 32  # 4096 sampled scores in 128-byte runs
+# RADIX_BITS: digit width (tl.histogram costs grow with bins: 4 bits measured best, see history);
+# SAMPLE_CHUNKS x SAMPLE_WIDTH: the sampled scores, in 128-byte runs.
+# The interpreter pays per executed block operation, not per element, and the CPU tests run many short
+# rows through the radix select: 8-bit digits halve its passes (4 instead of 8) and cut a top-k call by
+# ~40%. Block and sample sizes stay the GPU's: narrower blocks only add loop trips there, and a
+# smaller sample would make the sampled filter miss (and fall back) far more often.
+CONFIG = {
+    "gpu": dict(BLOCK_MANY=512, PROGRAMS_PER_SM_MANY=5, NUM_WARPS_MANY=4, BLOCK_FEW=4096, NUM_WARPS_FEW=16,
+                RADIX_BITS=4, SAMPLE_CHUNKS=128, SAMPLE_WIDTH=32),
+    "interpreter": dict(BLOCK_MANY=512, PROGRAMS_PER_SM_MANY=5, NUM_WARPS_MANY=4, BLOCK_FEW=4096, NUM_WARPS_FEW=16,
+                        RADIX_BITS=8, SAMPLE_CHUNKS=128, SAMPLE_WIDTH=32),
+}
 OVERSAMPLE = 1.5  # aim the filter at 1.5 k + 128 survivors: k is missed only ~4 sigma off
 _INT32_MIN = tl.constexpr(-(2**31))
 
@@ -76,7 +86,7 @@ def _radix_select(v_ptr, sv, n, K, step, RADIX_BITS: tl.constexpr, BLOCK: tl.con
         SHIFT = 32 - RADIX_BITS * (i + 1)
         hist = tl.zeros((NBINS,), tl.int32)
         t0 = n * 0
-        while t0 < n:  # `while`, not range(): the interpreter cannot range() over runtime scalars
+        while t0 < n:
             offs = t0 + tl.arange(0, BLOCK)
             if WIDTH > 0:
                 at = (offs // WIDTH) * step + offs % WIDTH
@@ -238,18 +248,19 @@ def _auto_splits(rows: int, T: int, topk: int, sms: int) -> int:
     return max(1, min(best, 1 << int(math.log2(sms // rows))))
 
 
-def _capacity(topk: int) -> int:  # scratch entries per program: room for ~2.5x the filter's target
-    return max(SAMPLE_CHUNKS * SAMPLE_WIDTH, triton.next_power_of_2(4 * topk))
+def _capacity(topk: int, cfg: dict) -> int:  # scratch entries per program: room for ~2.5x the filter's target
+    return max(cfg["SAMPLE_CHUNKS"] * cfg["SAMPLE_WIDTH"], triton.next_power_of_2(4 * topk))
 
 
 def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_strides, fallbacks):
     rows = x.shape[0] * S
     n_work = rows * n_seg
+    cfg = launch_config(CONFIG)
     sms = num_sms(x.device)
     many = n_work >= 2 * sms
-    block, nw = (BLOCK_MANY, NUM_WARPS_MANY) if many else (BLOCK_FEW, NUM_WARPS_FEW)
-    programs = max(1, min(n_work, sms * (PROGRAMS_PER_SM_MANY if many else 1)))  # persistent
-    cap = _capacity(topk)
+    block, nw = (cfg["BLOCK_MANY"], cfg["NUM_WARPS_MANY"]) if many else (cfg["BLOCK_FEW"], cfg["NUM_WARPS_FEW"])
+    programs = max(1, min(n_work, sms * (cfg["PROGRAMS_PER_SM_MANY"] if many else 1)))  # persistent
+    cap = _capacity(topk, cfg)
     cv = torch.empty(programs, cap, dtype=torch.float32, device=x.device)
     ci = torch.empty(programs, cap, dtype=torch.int32, device=x.device)
     target = min(cap // 2, int(OVERSAMPLE * topk) + 128)
@@ -260,7 +271,7 @@ def _launch(x, xmap, oi, ov, *, S, L, seg, n_seg, topk, q_start, o_strides, map_
         *x.stride(), *map_strides, *o_strides,
         HAS_MAP=xmap is not None, WRITE_VALUES=ov is not None, CAUSAL=q_start is not None,
         COUNT_FB=fallbacks is not None,
-        CAP=cap, BLOCK=block, RADIX_BITS=RADIX_BITS, NCH=SAMPLE_CHUNKS, WIDTH=SAMPLE_WIDTH,
+        CAP=cap, BLOCK=block, RADIX_BITS=cfg["RADIX_BITS"], NCH=cfg["SAMPLE_CHUNKS"], WIDTH=cfg["SAMPLE_WIDTH"],
         num_warps=nw,
     )
 
@@ -308,15 +319,3 @@ def topk_indices(
     _launch(cv, ci, out, None, S=S, L=L2, seg=L2, n_seg=1, topk=topk, q_start=None,
             o_strides=(out.stride(0), out.stride(1), 0), map_strides=ci.stride(), fallbacks=fallbacks)
     return out
-
-
-def topk_indices_torch(scores: torch.Tensor, topk: int, *, q_start: int | None = None,
-                       out: torch.Tensor | None = None) -> torch.Tensor:
-    """Baseline with the same contract: one torch.topk over all rows (what a framework would call).
-
-    q_start is accepted for the contract but not used to shorten rows: torch.topk reads whole rows
-    (the causal indexer has put -inf past each row's frontier, which it then ignores)."""
-    B, S, T = check_topk_args(scores, topk, out, triton=False, q_start=q_start)
-    if out is None:
-        out = torch.empty(B, S, topk, dtype=torch.int32, device=scores.device)
-    return topk_rows(scores, topk, out)

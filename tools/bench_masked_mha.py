@@ -8,9 +8,10 @@ import sys
 import torch
 
 import kernels
-from kernels.gpu_selfcheck_attention import _sparse_indices
+from gpu_selfcheck.attention import _sparse_indices  # tools/ is on sys.path: this script's folder
+from kernels.dense_mha import CONFIG
 
-dm = sys.modules["kernels.dense_mha"]
+MASKED = CONFIG["gpu"]["masked"]  # what the variants below edit in place
 S = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
 g = torch.Generator(device="cuda").manual_seed(0)
 q, k = (torch.randn(1, S, 128, 192, device="cuda", generator=g).bfloat16() for _ in range(2))
@@ -33,13 +34,13 @@ ref = kernels.masked_mha(q, k, v, idx, sm_scale=0.07).float()
 for per_key in (False, True):
     for bn in (64, 128):
         for st in (1, 2, 3):
-            dm.MASKED_CONFIG.clear()
-            dm.MASKED_CONFIG.update(SEL_PER_KEY=per_key, BLOCK_N=bn, num_stages=st)
+            MASKED.clear()
+            MASKED.update(SEL_PER_KEY=per_key, BLOCK_N=bn, num_stages=st)
             try:
                 t = ms(lambda: kernels.masked_mha(q, k, v, idx, sm_scale=0.07))
                 o = kernels.masked_mha(q, k, v, idx, sm_scale=0.07).float()
-                res.append(dict(variant=dict(dm.MASKED_CONFIG), ms=t, rel=((o - ref).norm() / ref.norm()).item()))
+                res.append(dict(variant=dict(MASKED), ms=t, rel=((o - ref).norm() / ref.norm()).item()))
             except Exception as e:  # noqa: BLE001 - a variant that does not fit is recorded
-                res.append(dict(variant=dict(dm.MASKED_CONFIG), error=str(e)[:120]))
+                res.append(dict(variant=dict(MASKED), error=str(e)[:120]))
             print(res[-1], flush=True)
 json.dump(res, open(sys.argv[1], "w"), indent=1)

@@ -59,10 +59,11 @@ def test_masked_mha_matches_reference(B, S, H, T, q_start, K, dtype):
 
 
 def test_per_key_selection_loads_match(monkeypatch):
-    """The kernel's other bit-reading variant (a word per key; MASKED_CONFIG['SEL_PER_KEY']) agrees too."""
-    import sys
+    """The kernel's other bit-reading variant (a word per key; SEL_PER_KEY in dense_mha's CONFIG) agrees too."""
+    from kernels._common import launch_config
+    from kernels.dense_mha import CONFIG
 
-    monkeypatch.setitem(sys.modules["kernels.dense_mha"].MASKED_CONFIG, "SEL_PER_KEY", True)
+    monkeypatch.setitem(launch_config(CONFIG)["masked"], "SEL_PER_KEY", True)
     g, q, k, v = _inputs(2, 37, 2, 301, 48, 32, torch.float32, seed=11)
     idx = _selection(g, 2, 37, 301, 40, 301 - 37)
     out = masked_mha(q, k, v, idx, sm_scale=0.1)
