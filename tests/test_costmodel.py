@@ -460,3 +460,17 @@ def test_paper_points_copy_matches_shared():
     if not shared.exists():
         pytest.skip("../shared is not present")
     pd.testing.assert_frame_equal(pd.read_csv(PAPER_CSV), pd.read_csv(shared))
+
+
+def test_cost_report_tables_the_paper_errors(tmp_path):
+    """A run with cost curves shows them against the paper's points, with the relative error."""
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+
+    r = CliRunner().invoke(app, ["run", str(SCENARIO), "--out", str(tmp_path),
+                                 "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    html = next((tmp_path / "reports").rglob("index.html")).read_text()
+    assert "Against the paper&#39;s Figure 3 points" in html or "Against the paper's Figure 3 points" in html
+    assert html.count("<tr><td>decode</td>") == 10 and "%</td>" in html

@@ -96,7 +96,7 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
         headlines=[headline_text(h) for h in summary["headlines"]],
         scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
         plots=plot_entries, ceilings_text=ceilings.explain(run.env.get("gpu_name"), run.device),
-        cost_png=cost_png,
+        cost_png=cost_png, **_paper_table(run),
         crossover_method=crossover_method,
         crossover_rows=_crossover_rows(cross), fit_rule=RULE, fit_rows=_fit_rows(fits),
         result_cols=RESULT_DISPLAY_COLS,
@@ -131,6 +131,34 @@ def compare_html(df: pd.DataFrame, path: Path, fail_on_regression: Optional[floa
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+def _paper_table(run: Run) -> dict[str, Any]:
+    """The cost curves against the paper's points (cost_calibration.json): the run's curves and, for a
+    measured run, the roofline model beside them, each with its relative error."""
+    path = run.dir / "cost_calibration.json"
+    if not path.exists():
+        return {"paper_rows": [], "paper_cols": [], "paper_note": ""}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"paper_rows": [], "paper_cols": [], "paper_note": ""}
+    main, model = info.get("vs_paper"), info.get("model_vs_paper")
+    if not isinstance(main, list):
+        return {"paper_rows": [], "paper_cols": [], "paper_note": str(main or "")}
+    src = info.get("source", "roofline")
+    cols = [src] + (["roofline model"] if isinstance(model, list) else [])
+    rows = []
+    for i, r in enumerate(main):
+        vals = [(f"{r['model_usd']:.4g}", f"{r['rel_err']:+.0%}")]
+        if isinstance(model, list) and i < len(model):
+            vals.append((f"{model[i]['model_usd']:.4g}", f"{model[i]['rel_err']:+.0%}"))
+        rows.append({"phase": r["phase"], "model": r["model"], "position": f"{int(r['position_tokens']):,}",
+                     "paper": f"{r['paper']:.4g}", "vals": vals})
+    note = (f"USD per million tokens on {info.get('gpu')} at {info.get('gpu_hour_usd')} USD/GPU-hour; error = "
+            "curve / paper - 1. The dense (V3.1-Terminus) curve is calibrated to the paper, so only the DSA "
+            "(V3.2-Exp) rows test the model.")
+    return {"paper_rows": rows, "paper_cols": cols, "paper_note": note}
+
 
 def _png_size(path: Path) -> tuple[int, int]:
     with open(path, "rb") as f:
