@@ -52,9 +52,9 @@ def test_list_shows_implementations_presets_scenarios():
         assert word in r.output
 
 
-def test_run_smoke_writes_three_files(tmp_path):
-    r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--out", str(tmp_path), "--device", "cpu"],
-                   env={"COLUMNS": "80"})
+def test_run_smoke_writes_three_files(smoke_cli_run):
+    # `dsa-bench run scenarios/smoke.yaml --out OUT --device cpu` with COLUMNS=80 (tests/conftest.py)
+    r, tmp_path = smoke_cli_run, smoke_cli_run.out
     assert r.exit_code == 0, r.output
     # Not a terminal: one progress line per finished point, and the 80-column table keeps full names.
     lines = [x for x in r.output.splitlines() if x.startswith("[") and "/12] " in x]

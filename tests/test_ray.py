@@ -31,12 +31,13 @@ def _points(rows) -> set:
     return {(r["implementation"], r["context"], r["topk"], r["stage"], r["status"]) for r in rows}
 
 
-def test_ray_run_measures_the_same_points_as_a_plain_run(tmp_path):
+def test_ray_run_measures_the_same_points_as_a_plain_run(tmp_path, smoke_cli_run):
     args = ["run", SMOKE, "--device", "cpu", "--no-report", "--filter", "context=37"]
-    assert cli.invoke(app, args + ["--out", str(tmp_path / "plain")]).exit_code == 0
     r = cli.invoke(app, args + ["--out", str(tmp_path / "ray"), "--ray", "local"])
     assert r.exit_code == 0, r.output
-    plain, on_ray = _rows(tmp_path / "plain"), _rows(tmp_path / "ray")
+    assert smoke_cli_run.exit_code == 0, smoke_cli_run.output  # the plain run: the session's smoke run
+    plain = [x for x in _rows(smoke_cli_run.out) if x["context"] == "37"]
+    on_ray = _rows(tmp_path / "ray")
     assert _points(on_ray) == _points(plain) and {x["status"] for x in on_ray} == {"ok"}
     assert all(x["worker"] for x in on_ray if x["stage"] == "total")
 

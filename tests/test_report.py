@@ -140,18 +140,11 @@ def gpu_report(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The shipped smoke scenario, run on the CPU exactly as `dsa-bench run --device cpu` does."""
-    from dsa_bench import runner
-    from dsa_bench.scenario import load_scenario
-
-    s = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "smoke.yaml").for_device("cpu")
-    dev = torch.device("cpu")
-    store, done = runner.start_run(s, scenario_file="scenarios/smoke.yaml", device=dev,
-                                   out_root=tmp_path_factory.mktemp("smoke"), resume=False)
-    runner.Runner(s, dev, store).run(done)
-    runner.finish_run(store, dev, "complete")
-    return store.dir
+def smoke_run(smoke_cli_run):
+    """The shipped smoke scenario's run directory, run on the CPU by `dsa-bench run --device cpu`
+    (once per session, shared: tests/conftest.py)."""
+    assert smoke_cli_run.exit_code == 0 and smoke_cli_run.run_dir is not None, smoke_cli_run.output
+    return smoke_cli_run.run_dir
 
 
 def _section(html: str, name: str) -> str:

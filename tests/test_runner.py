@@ -22,6 +22,12 @@ def scenario(impls, **over):
     return parse_scenario(d)
 
 
+# For tests about statuses, checks, modes and stages, not timings: one timed call per point and stage
+# (test_ok_rows_have_uniform_metrics_and_stages covers the sample statistics). In the Triton
+# interpreter every call of a DSA point costs seconds.
+ONE_SAMPLE = {"warmup_ms": 0, "min_samples": 1, "max_samples": 1, "min_time_ms": 0, "max_time_ms": 100}
+
+
 @pytest.fixture
 def fake_impls():
     """Implementations that fail in known ways; removed from the registry afterwards."""
@@ -110,7 +116,8 @@ def test_flops_count_only_valid_indices(tmp_path):
 
 
 def test_triton_rows_are_checked_against_reference(tmp_path):
-    res, store = run(scenario(["dense-triton", "dsa-triton"], sweep={"context": [37], "topk": [16], "batch": [2]}), tmp_path)
+    res, store = run(scenario(["dense-triton", "dsa-triton"], sweep={"context": [37], "topk": [16], "batch": [2]},
+                              measure=ONE_SAMPLE), tmp_path)
     total = [r for r in store.rows() if r["stage"] == "total"]
     assert {r["status"] for r in total} == {"ok"}, [(r["implementation"], r["reason"]) for r in total]
     assert {r["check"] for r in total} == {"passed"}
@@ -180,7 +187,8 @@ def dsa_bad_selection():
 
 
 def test_dsa_check_judges_selection_and_attention_apart(tmp_path, dsa_bad_selection):
-    s = scenario(dsa_bad_selection + ["dsa-triton"], sweep={"context": [70], "topk": [16], "batch": [2]})
+    s = scenario(dsa_bad_selection + ["dsa-triton"], sweep={"context": [70], "topk": [16], "batch": [2]},
+                 measure=ONE_SAMPLE)
     res, store = run(s, tmp_path)
     by = {r["implementation"]: r for r in store.rows() if r["stage"] == "total"}
     assert by["test-dsa-worst"]["status"] == "wrong"
@@ -192,7 +200,7 @@ def test_dsa_check_judges_selection_and_attention_apart(tmp_path, dsa_bad_select
 
 def test_prefill_tokens_time_one_chunked_prefill_step(tmp_path):
     s = scenario(["dsa-triton", "dense-triton"], phase="prefill", prefill_tokens=5,
-                 sweep={"context": [70], "topk": [16], "batch": [2]})
+                 sweep={"context": [70], "topk": [16], "batch": [2]}, measure=ONE_SAMPLE)
     res, store = run(s, tmp_path)
     total = [r for r in store.rows() if r["stage"] == "total"]
     assert {r["status"] for r in total} == {"ok"}, [(r["implementation"], r["reason"]) for r in total]
@@ -267,22 +275,24 @@ def test_clock_sampler_flags_a_throttled_point(monkeypatch):
 def test_deployed_dsa_switches_to_masked_mha_below_threshold(tmp_path):
     """dsa-deployed: prefill at context <= masked_mha_below runs masked MHA (checked against the masked
     MHA reference on its own selection, stages indexer / topk / masked_mha, dense MHA work counted);
-    above it, the sparse form with sparse_mla's stages and work."""
-    s = scenario(["dsa-deployed"], phase="prefill", decode_tokens=1, masked_mha_below=40,
-                 sweep={"context": [37, 70], "topk": [16], "batch": [1]})
-    assert s.masked_mha_threshold() == 40
+    above it, the sparse form with sparse_mla's stages and work. Short prefills (every query row is a
+    top-k row in the interpreter); k = 8 leaves most rows more visible tokens than k."""
+    low, high, k = 17, 33, 8
+    s = scenario(["dsa-deployed"], phase="prefill", decode_tokens=1, masked_mha_below=24,
+                 sweep={"context": [low, high], "topk": [k], "batch": [1]}, measure=ONE_SAMPLE)
+    assert s.masked_mha_threshold() == 24
     res, store = run(s, tmp_path)
     rows = store.rows()
     assert all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     by_ctx = {int(r["context"]): r for r in rows if r["stage"] == "total"}
-    assert by_ctx[37]["attention_mode"] == "masked_mha" and by_ctx[70]["attention_mode"] == "sparse_mla"
-    assert all(by_ctx[c]["check"] == "passed" for c in (37, 70))
-    stages = {c: {r["stage"] for r in rows if int(r["context"]) == c} for c in (37, 70)}
-    assert stages[37] == {"total", "indexer", "topk", "masked_mha"}
-    assert stages[70] == {"total", "indexer", "topk", "sparse_mla"}
+    assert by_ctx[low]["attention_mode"] == "masked_mha" and by_ctx[high]["attention_mode"] == "sparse_mla"
+    assert all(by_ctx[c]["check"] == "passed" for c in (low, high))
+    stages = {c: {r["stage"] for r in rows if int(r["context"]) == c} for c in (low, high)}
+    assert stages[low] == {"total", "indexer", "topk", "masked_mha"}
+    assert stages[high] == {"total", "indexer", "topk", "sparse_mla"}
     from dsa_bench.workload import Workload
-    w = Workload(s.model, runner.Point("prefill", 1, 37, 16), DEV)
-    assert int(by_ctx[37]["flops"]) == w.work("dsa_masked_mha")[0] != w.work("dsa")[0]
+    w = Workload(s.model, runner.Point("prefill", 1, low, k), DEV)
+    assert int(by_ctx[low]["flops"]) == w.work("dsa_masked_mha")[0] != w.work("dsa")[0]
 
 
 def test_masked_mha_threshold_defaults_to_cost_model_crossover():
