@@ -1,7 +1,8 @@
 """Triton dense MLA (absorbed form): MQA over every visible latent, what dense decode runs.
 
 Same kernel as sparse_mla with the gather turned off (kernels/_mla_common.py): each query row loops
-only over tokens it can see, and decode splits the context over SMs with a combine kernel.
+only over tokens it can see, and decode splits the context over SMs with a combine kernel. Launch
+config: CONFIG in kernels/_mla_common.py (shared with sparse_mla).
 """
 from __future__ import annotations
 

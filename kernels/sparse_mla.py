@@ -1,7 +1,8 @@
 """Triton sparse MLA: MQA over the kv latents that `indices` selects (DSA's attention stage).
 
 The kernel gathers the selected rows itself (no [B, S, K, D] copy), skipping -1 entries; see
-kernels/_mla_common.py for the tiling and the split-K decode path.
+kernels/_mla_common.py for the tiling, the split-K decode path and the launch config (its CONFIG
+table, shared with dense_mla).
 """
 from __future__ import annotations
 
