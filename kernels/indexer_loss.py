@@ -21,9 +21,11 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import _interpreter_compat  # noqa: F401  (range() over runtime bounds in the interpreter)
-from kernels._common import FLOAT_DTYPES, INTERPRET, check_triton_device, next_pow2
+from kernels._common import (FLOAT_DTYPES, UPCAST_DOT, apply_interpreter_fixes, check_triton_device, dot_precision,
+                             next_pow2)
 from kernels.reference.indexer_loss import LossDims, check_indexer_loss_args
+
+apply_interpreter_fixes()
 
 LOG2E = 1.4426950408889634
 BUDGET_ELEMS = 1 << 26  # fp32 elements of the largest chunk temporary (256 MiB)
@@ -114,7 +116,7 @@ def _target_rows_triton(attn_q, attn_k, d: LossDims, i0: int, i1: int) -> torch.
         *q.stride(), *k.stride(), *p.stride(),
         BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_T=BLOCK_T,
         N_HB=triton.cdiv(d.H, block_h), N_DB=triton.cdiv(d.D, block_d),
-        UPCAST_DOT=INTERPRET, DOT_PREC="ieee" if (INTERPRET or q.dtype == torch.float32) else "tf32",
+        UPCAST_DOT=UPCAST_DOT, DOT_PREC=dot_precision(q.dtype),
         num_warps=4,
     )
     return p
