@@ -201,3 +201,18 @@ def test_quality_scenario_runs_through_the_cli(tmp_path):
     for bad in ({**spec, "implementations": ["dense-torch"]}, {k: v for k, v in spec.items() if k != "quality"}):
         with pytest.raises(ScenarioError):
             parse_scenario(bad)
+
+
+def test_report_command_on_a_quality_run(tmp_path):
+    """`dsa-bench report` of a committed quality run writes the quality report (not the timing one)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+
+    run = next((Path(__file__).resolve().parent.parent / "results" / "indexer-quality").iterdir())
+    r = CliRunner().invoke(app, ["report", str(run), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    html = next(tmp_path.rglob("index.html")).read_text()
+    assert "indexer quality" in html and "quality.png" in html

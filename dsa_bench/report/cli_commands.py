@@ -27,7 +27,12 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
     from dsa_bench.report.load import RunError
 
     try:
-        index = build_report(Path(run_dir), Path(out))
+        if (Path(run_dir) / "quality_summary.csv").exists():  # a `phase: quality` run has its own report
+            from dsa_bench.quality.run import write_quality_report
+
+            index = write_quality_report(Path(run_dir), Path(out))
+        else:
+            index = build_report(Path(run_dir), Path(out))
     except RunError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
