@@ -62,6 +62,14 @@ def crossing(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float],
     return Crossing(at, "crosses", (float(xs[j]), float(xs[j + 1])), changes, first, last)
 
 
+def fmt_context(x: float) -> str:
+    """A context in tokens to 3 significant digits, K = 1024 (47497 -> '46.4K', 686 -> '686'): an
+    interpolated crossover is not known to five digits."""
+    if x >= 1024:
+        return f"{float(f'{x / 1024:.3g}'):g}K"
+    return f"{float(f'{x:.3g}'):g}"
+
+
 def crossing_position(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float]) -> Optional[float]:
     """The cost curves' form of the rule (linear scale): the crossover position, 0.0 when DSA is at or
     below dense everywhere, None when it is above at the last position."""

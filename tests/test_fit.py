@@ -91,7 +91,7 @@ def test_crossover_of_power_laws_is_exact():
     assert c.status == "crosses"
     assert c.context == pytest.approx(b / a, rel=1e-9)
     assert c.bracket == (8192, 16384)
-    assert "13,000" in c.message
+    assert "12.7K" in c.message  # 13000 tokens, 3 significant digits of K = 1024
 
 
 def test_crossover_with_overhead_lies_in_bracket():

@@ -32,3 +32,14 @@ def test_always_faster_stays_always_faster():
     ctx = [1024.0, 4096.0]
     got = crossover_interval(ctx, _samples([1.0, 1.0], 0.01, 5), _samples([3.0, 9.0], 0.01, 6))
     assert got["status"] == "always_faster" and got["low"] is None
+
+
+def test_crossover_stated_to_three_digits():
+    """An interpolated crossover is written to 3 significant digits (K = 1024), never to five."""
+    from dsa_bench.crossover import fmt_context
+    from dsa_bench.report.crossover import find_crossover
+
+    assert [fmt_context(x) for x in (47497, 686, 1500, 131072)] == ["46.4K", "686", "1.46K", "128K"]
+    c = find_crossover([1024, 2048, 4096], [2.0, 2.0, 2.0], [1.0, 1.9, 4.0])
+    assert "≈ 2.13K" in c.message or "≈ 2.1" in c.message
+    assert "," not in c.message.split("≈")[1].split(" on")[0]

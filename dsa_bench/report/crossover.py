@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from dsa_bench.crossover import crossing, crossing_position
+from dsa_bench.crossover import crossing, crossing_position, fmt_context
 from dsa_bench.report.load import best_dense, main_implementations, topk_label
 
 
@@ -54,7 +54,7 @@ def find_crossover(contexts: Sequence[float], dsa_ms: Sequence[float], dense_ms:
                          f"DSA is not faster than dense at the largest measured context {hi}{extra}: "
                          f"no crossover within {lo}-{hi}")
     a, b = (int(v) for v in c.bracket)
-    msg = f"DSA is faster from context ≈ {c.x:,.0f} on (interpolated between {a} and {b})"
+    msg = f"DSA is faster from context ≈ {fmt_context(c.x)} on (interpolated between {a} and {b})"
     if c.crossings > 1:
         msg += f"; the curves cross {c.crossings} times, this is the last crossing, after which DSA stays faster"
     return Crossover(c.x, "crosses", msg, (a, b))

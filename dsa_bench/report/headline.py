@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from dsa_bench.crossover import fmt_context
 from dsa_bench.report.crossover import find_crossover
 from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, best_dense, main_implementations, topk_label
 
@@ -51,8 +52,8 @@ def crossover_interval(contexts: list[float], dsa_samples: list[np.ndarray], den
                            f"agree ({med.message.split(':')[0]}); the medians are too close to call")
     elif ctxs:
         out.update(low=float(np.percentile(ctxs, 5)), high=float(np.percentile(ctxs, 95)))
-        out["message"] = (f"DSA is faster from context ≈ {med.context:,.0f} on "
-                          f"(90% interval {out['low']:,.0f}-{out['high']:,.0f}, bootstrap of the samples)")
+        out["message"] = (f"DSA is faster from context ≈ {fmt_context(med.context)} on "
+                          f"(90% interval {fmt_context(out['low'])}-{fmt_context(out['high'])}, bootstrap of the samples)")
     return out
 
 
