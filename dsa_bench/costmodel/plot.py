@@ -57,18 +57,16 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
     """Draw both phases side by side; paper points as markers joined by thin dotted lines.
 
     model_df: the roofline model's curves, drawn dashed beside df's when df holds measured timings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
 
     from dsa_bench.costmodel.model import curve_crossovers
 
     path = Path(path)
     labels = {f: df[df["family"] == f]["model"].iloc[0] for f in ("dense", "dsa") if (df["family"] == f).any()}
     phases = [p for p in ("prefill", "decode") if (df["phase"] == p).any()]
-    fig, axes = plt.subplots(2, len(phases), figsize=(6.6 * len(phases), 8.2), squeeze=False,
-                             gridspec_kw={"height_ratios": [2.0, 1.15]})
+    fig = Figure(figsize=(6.6 * len(phases), 8.2))
+    axes = fig.subplots(2, len(phases), squeeze=False,
+                        gridspec_kw={"height_ratios": [2.0, 1.15]})
     cross = curve_crossovers(df)
     for col, phase in enumerate(phases):
         ax = axes[0][col]
@@ -112,7 +110,6 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
-    plt.close(fig)
     return path
 
 

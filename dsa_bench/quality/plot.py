@@ -28,15 +28,13 @@ def plot_quality(evals_df: pd.DataFrame, cost_by_k: Optional[dict[int, float]], 
     cost_by_k: cost of DSA at each k (e.g. USD per million tokens from the cost model) for the x axis of
     the trade-off panel (k values missing from it are left out there); None plots k itself as the relative
     attention work. cost_label: that axis's label when cost_by_k is given."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # here, not at import: importing this module must not change global state
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
 
     df = _final(evals_df)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, (ax_r, ax_p) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.2))
+    ax_r, ax_p = fig.subplots(1, 2)
     try:
         for method, (color, marker, label) in STYLE.items():
             m = df[df["method"] == method].sort_values("k")
@@ -73,5 +71,4 @@ def plot_quality(evals_df: pd.DataFrame, cost_by_k: Optional[dict[int, float]], 
         fig.tight_layout()
         fig.savefig(path, dpi=120)
     finally:
-        plt.close(fig)
-    return path
+        return path
