@@ -108,13 +108,14 @@ def run_scenario(
             signal.signal(signal.SIGTERM, previous)
     runner.finish_run(store, dev, "complete")
     outcome = RunOutcome(run_dir=store.dir, device=dev.type, rows=store.rows(), resumed_points=len(done))
-    if scenario.cost.curves:
+    priced = cost_scenario(scenario, dev.type, outcome.rows)
+    if priced is not None:
         import pandas as pd
 
         from dsa_bench.costmodel import write_cost_outputs
 
         try:
-            outcome.cost_paths = write_cost_outputs(scenario, store.dir,
+            outcome.cost_paths = write_cost_outputs(priced, store.dir,
                                                     pd.DataFrame(outcome.rows) if outcome.rows else None)
         except (ValueError, FileNotFoundError) as e:
             raise CostModelError(str(e)) from e
@@ -123,6 +124,24 @@ def run_scenario(
     except Exception as e:  # noqa: BLE001 - a summary problem must not cost the measured run
         outcome.notes.append(f"summary.json not written ({type(e).__name__}: {e})")
     return outcome
+
+
+def cost_scenario(scenario: Scenario, device: str, rows: list[dict[str, Any]]) -> Optional[Scenario]:
+    """The scenario whose cost section prices this run, or None: as written when it asks for curves;
+    otherwise, for a GPU run that timed dense and DSA, the full-model curves from its own rows
+    (`source: measured`; the roofline fills kinds it did not time, and cost_calibration.json says so)."""
+    if scenario.cost.curves:
+        return scenario
+    if device != "cuda" or not rows:
+        return None
+    import pandas as pd
+
+    from dsa_bench.costmodel import has_gpu_timings
+
+    if not has_gpu_timings(pd.DataFrame(rows)):
+        return None
+    cost = scenario.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None})
+    return scenario.model_copy(update={"cost": cost})
 
 
 def write_summary_json(run_dir: Path) -> Path:
@@ -143,4 +162,4 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-__all__ = ["CostModelError", "RunInterrupted", "RunOutcome", "prepare_device", "run_scenario", "write_summary_json"]
+__all__ = ["CostModelError", "RunInterrupted", "RunOutcome", "cost_scenario", "prepare_device", "run_scenario", "write_summary_json"]

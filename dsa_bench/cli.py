@@ -320,6 +320,41 @@ def report(
 
 
 @app.command()
+def cost(
+    run_dir: Path = typer.Argument(..., help="run directory timed on a GPU: results/<scenario>/<run-id>"),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="price on this GPU profile (h800, h100, h200, ...)"),
+    price: Optional[float] = typer.Option(None, "--price", help="USD per GPU hour"),
+) -> None:
+    """(Re)write a GPU run's full-model cost curves from its own timings (cost_curves.csv / .png,
+    cost_calibration.json in the run directory), e.g. repriced with --gpu / --price.
+
+    Exit codes: 0 written; 2 not a run, no GPU timings of dense and DSA, or a bad option.
+    """
+    import pandas as pd
+
+    from dsa_bench.costmodel import apply_overrides, has_gpu_timings, write_cost_outputs
+    from dsa_bench.report.load import RunError, load_run
+    from dsa_bench.scenario import parse_scenario
+
+    try:
+        run = load_run(run_dir)
+        s = parse_scenario(run.meta.get("scenario"), str(run_dir / "run.json"))
+        rows = pd.read_csv(run_dir / "results.csv")
+        if not has_gpu_timings(rows):
+            raise ValueError(f"{run_dir}: no GPU timings of both a dense and a DSA implementation to price")
+        cfg = apply_overrides(s.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None}),
+                              gpu, price)
+        paths = write_cost_outputs(s.model_copy(update={"cost": cfg}), run_dir, rows)
+    except ScenarioError as e:
+        _print_scenario_error(e)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    except (RunError, ValueError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print("cost model wrote " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
 def compare(
     run_a: Path = typer.Argument(..., help="baseline run directory (A)"),
     run_b: Path = typer.Argument(..., help="run directory compared with it (B)"),

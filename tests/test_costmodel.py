@@ -474,3 +474,50 @@ def test_cost_report_tables_the_paper_errors(tmp_path):
     html = next((tmp_path / "reports").rglob("index.html")).read_text()
     assert "Against the paper&#39;s Figure 3 points" in html or "Against the paper's Figure 3 points" in html
     assert html.count("<tr><td>decode</td>") == 10 and "%</td>" in html
+
+
+def test_gpu_run_of_dense_and_dsa_gets_measured_cost_curves():
+    """A GPU run that timed dense and DSA is priced from its own rows even without cost.curves; a CPU
+    run, or a GPU run missing one family, is not; a scenario asking for curves keeps its own section."""
+    from dsa_bench.api import cost_scenario
+    from dsa_bench.scenario import parse_scenario
+
+    s = parse_scenario({"name": "g", "model": "deepseek-v3.2", "phase": "decode",
+                        "implementations": ["dense-triton", "dsa-triton"], "sweep": {"context": [4096]}})
+    rows = _synthetic_run(lambda k, T: 2.0, phases=("decode",)).to_dict("records")
+    priced = cost_scenario(s, "cuda", rows)
+    assert priced.cost.curves and priced.cost.source == "measured" and priced.cost.measured_run is None
+    assert cost_scenario(s, "cpu", rows) is None
+    assert cost_scenario(s, "cuda", [r for r in rows if r["family"] == "dense"]) is None
+    asked = s.model_copy(update={"cost": s.cost.model_copy(update={"curves": True})})
+    assert cost_scenario(asked, "cpu", []) is asked
+
+
+def test_cost_command_reprices_a_gpu_run(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+
+    scen = {"name": "g", "model": "deepseek-v3.2", "phase": "decode", "decode_tokens": 2,
+            "implementations": ["dense-triton", "dsa-triton"], "sweep": {"context": [4096]}}
+    run = tmp_path / "g" / "20260101-000000-cuda"
+    run.mkdir(parents=True)
+    _synthetic_run(lambda k, T: 2.0, phases=("decode",), gpu="H200").to_csv(run / "results.csv", index=False)
+    (run / "samples.csv").write_text("implementation,phase,stage,batch,context,topk,chunk,sample,ms\n")
+    (run / "run.json").write_text(json.dumps({"run_id": run.name, "scenario_name": "g", "scenario": scen,
+                                              "device": "cuda", "status": "complete",
+                                              "environment": {"gpu_name": "NVIDIA H200"}}))
+    r = CliRunner().invoke(app, ["cost", str(run), "--gpu", "h800", "--price", "2"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((run / "cost_calibration.json").read_text())
+    assert info["gpu"] == "H800" and info["measured_gpu"] == "H200" and info["source"] == "measured"
+    assert "decode/dense_mla" not in info["measured_fallbacks"] and "prefill/dense_mha" in info["measured_fallbacks"]
+    cpu = tmp_path / "cpu"
+    cpu.mkdir()
+    (cpu / "results.csv").write_text((run / "results.csv").read_text().replace(",cuda", ",cpu"))
+    (cpu / "samples.csv").write_text((run / "samples.csv").read_text())
+    (cpu / "run.json").write_text((run / "run.json").read_text().replace('"cuda"', '"cpu"'))
+    r = CliRunner().invoke(app, ["cost", str(cpu)])
+    assert r.exit_code == 2 and "no GPU timings" in r.output

@@ -15,6 +15,7 @@ import pytest
 
 from dsa_bench.costmodel.model import crossing_position
 from dsa_bench.ops import STAGES
+from dsa_bench.crossover import fmt_context
 from dsa_bench.report import crossover
 from dsa_bench.report.load import load_run
 from dsa_bench.report.plots import (
@@ -210,6 +211,14 @@ def _cost_frame() -> pd.DataFrame:
     return pd.DataFrame(recs)
 
 
+def test_cost_panel_says_which_phase_was_timed():
+    """A run that timed prefill only: its decode cost panel says roofline, the prefill one measured."""
+    c = pd.DataFrame({"phase": ["prefill", "decode"], "timing_source": ["measured", "roofline-fallback"]})
+    assert cost_vs_position.timing_text(c[c["phase"] == "prefill"]) == " (measured kernels)"
+    assert cost_vs_position.timing_text(c[c["phase"] == "decode"]) == " (roofline: not timed in this run)"
+    assert cost_vs_position.timing_text(pd.DataFrame({"timing_source": ["roofline"]})) == " (roofline model)"
+
+
 def test_curve_crossing_delegates_to_the_cost_model():
     x = np.array([0.0, 1.0, 2.0, 3.0])
     dense, dsa = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.5, 2.6, 2.7])
@@ -247,7 +256,7 @@ def test_plots_use_the_single_crossover_helpers(tmp_path, monkeypatch):
                              s["usd_per_million_tokens"].to_numpy())
     assert cost_vs_position.phase_crossings(cost_vs_position.cost_frame(cost))["prefill"] == pytest.approx(want)
     ax = fig.axes[0]
-    assert f"DSA cheaper from ≈ {want:,.0f} tokens" in ax.get_title(loc="left")
+    assert f"DSA cheaper from ≈ {fmt_context(want)} tokens" in ax.get_title(loc="left")
     assert not any("cheaper" in t.get_text() for t in ax.texts)  # nothing written over the curves
 
     fig = latency_vs_context.build(run, [])

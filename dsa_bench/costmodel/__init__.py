@@ -113,7 +113,7 @@ def load_measured(run_dirs: "str | Path | list") -> "pd.DataFrame":
     return df
 
 
-def _has_gpu_timings(df: Optional["pd.DataFrame"]) -> bool:
+def has_gpu_timings(df: Optional["pd.DataFrame"]) -> bool:
     if df is None or len(df) == 0 or not {"family", "status", "device"} <= set(df.columns):
         return False
     ok = df[(df["status"].astype(str) == "ok") & (df["device"].astype(str) != "cpu")]
@@ -125,7 +125,7 @@ def _measured_for(cfg: CostConfig, measured: Optional["pd.DataFrame"]) -> Option
         return None
     if cfg.measured_run:
         return load_measured(cfg.measured_run)
-    if _has_gpu_timings(measured):
+    if has_gpu_timings(measured):
         return measured
     raise ValueError("cost.source is 'measured' but this run has no GPU timings of both dense and DSA "
                      "implementations; set cost.measured_run to a results run directory timed on a GPU "
@@ -221,6 +221,6 @@ def cost_summary(df: "pd.DataFrame", positions=(32768, 65536, 98304, 131072)) ->
 
 __all__ = [
     "COMPONENT_COLUMNS", "CURVE_COLUMNS", "CostConfig", "GPUS", "PAPER_CSV", "apply_overrides", "as_cost_config",
-    "calibrate", "compare_to_paper", "cost_curves", "cost_summary", "curve_crossovers", "get_gpu",
+    "calibrate", "compare_to_paper", "has_gpu_timings", "cost_curves", "cost_summary", "curve_crossovers", "get_gpu",
     "load_measured", "load_paper_points", "tail_line_crossovers", "write_cost_outputs",
 ]

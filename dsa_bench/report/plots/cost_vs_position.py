@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 
+from dsa_bench.crossover import fmt_context
 from dsa_bench.ops import MODEL_LABELS
 from dsa_bench.report import crossover
 from dsa_bench.report.load import Run
@@ -83,12 +84,27 @@ def phase_crossings(c: pd.DataFrame) -> dict[str, Optional[float]]:
     return out
 
 
+def timing_text(p: pd.DataFrame) -> str:
+    """' (measured kernels)' / ' (roofline: not timed in this run)' from the curves' timing_source, so a
+    run that timed one phase does not pass the other phase's roofline off as a measurement."""
+    if "timing_source" not in p.columns:
+        return ""
+    src = set(",".join(p["timing_source"].dropna().astype(str)).split(",")) - {""}
+    if src == {"measured"}:
+        return " (measured kernels)"
+    if src and src <= {"roofline-fallback"}:
+        return " (roofline: not timed in this run)"
+    if "measured" in src:
+        return " (measured, roofline where not timed)"
+    return " (roofline model)" if src else ""
+
+
 def crossing_text(x0: Optional[float]) -> str:
     if x0 is None:
         return "DSA not cheaper at any position shown"
     if x0 <= 0:
         return "DSA cheaper at every position"
-    return f"DSA cheaper from ≈ {x0:,.0f} tokens"
+    return f"DSA cheaper from ≈ {fmt_context(x0)} tokens"
 
 
 # --- drawing -------------------------------------------------------------------------------------------
@@ -115,11 +131,11 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
             s = p[p["model"] == m].sort_values("position_tokens")
             ax.plot(s["position_tokens"], s["usd_per_million_tokens"], color=palette.get(m, "#333333"), lw=2.2,
                     marker="o" if len(s) <= 12 else None, ms=4, label=m)
-        title = PHASE_TITLES.get(phase, phase)
+        title = PHASE_TITLES.get(phase, phase) + timing_text(p)
         if phase in cross:
             x0 = cross[phase]
             if x0 is not None and x0 > 0:
-                ax.axvline(x0, color=st.CROSSOVER_COLOR, lw=1, ls=":", label=f"crossover ≈ {x0:,.0f} tokens")
+                ax.axvline(x0, color=st.CROSSOVER_COLOR, lw=1, ls=":", label=f"crossover ≈ {fmt_context(x0)} tokens")
             title += f"\n{crossing_text(x0)}"  # above the plot area: the label never covers a curve
         xmax = float(p["position_tokens"].max())
         step = 2 ** max(0, math.ceil(math.log2(max(xmax, 1) / 8)))
