@@ -171,7 +171,8 @@ class Scenario(_Strict):
         "(default: the whole sequence, S = T)")
     masked_mha_below: Optional[Annotated[int, Field(ge=0, le=MAX_CONTEXT)]] = Field(
         None, description="dsa-deployed: prefill calls whose context is at most this many tokens run masked "
-        "MHA instead of sparse MQA (default: where the cost model's masked MHA stops being cheaper)")
+        "MHA instead of sparse MQA (default: where the cost model's masked MHA stops being cheaper, from "
+        "cost.measured_run's timings when the cost section names measured runs, else the roofline)")
     implementations_from: list[str] = Field(
         default_factory=list, description="Python files (relative to the scenario file) that register "
         "extra implementations when imported: plug-ins (see README)")
@@ -238,12 +239,19 @@ class Scenario(_Strict):
         return self
 
     def masked_mha_threshold(self) -> int:
-        """masked_mha_below, or the cost model's crossover of masked MHA and sparse MQA for this model."""
+        """masked_mha_below, or the cost model's crossover of masked MHA and sparse MQA for this model:
+        from the timings of `cost.measured_run` when the cost section names measured runs, else from
+        the roofline."""
         if self.masked_mha_below is not None:
             return self.masked_mha_below
+        from dsa_bench.costmodel import load_measured
         from dsa_bench.costmodel.model import masked_mha_crossover
 
-        return masked_mha_crossover(self.model, self.cost)
+        measured = None
+        if self.cost.source == "measured" and self.cost.measured_run:
+            measured = load_measured(self.cost.measured_run)
+        return masked_mha_crossover(self.model, self.cost, gpu=self.cost.measured_gpu or measured_gpu(measured),
+                                    measured=measured)
 
     def for_device(self, device: str) -> "Scenario":
         """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""
@@ -266,6 +274,10 @@ class Scenario(_Strict):
 
 
 # --- error formatting ---------------------------------------------------------------------------
+
+def measured_gpu(measured) -> Optional[str]:
+    return None if measured is None else measured.attrs.get("gpu")
+
 
 def _path(loc: tuple) -> str:
     out = ""

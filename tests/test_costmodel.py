@@ -521,3 +521,18 @@ def test_cost_command_reprices_a_gpu_run(tmp_path):
     (cpu / "run.json").write_text((run / "run.json").read_text().replace('"cuda"', '"cpu"'))
     r = CliRunner().invoke(app, ["cost", str(cpu)])
     assert r.exit_code == 2 and "no GPU timings" in r.output
+
+
+def test_masked_mha_threshold_from_measured_timings():
+    """The deployed DSA's default switch comes from measured kernels when given: a dense MHA measured
+    4x slower against its roofline than sparse MLA is moves the switch down; measured at the same
+    ratio as everything else, it stays where the uniform-efficiency roofline puts it."""
+    from dsa_bench.costmodel.model import masked_mha_crossover
+
+    _, cfg = scenario_cost()
+    slow_mha = _synthetic_run(lambda k, T: 4.0 if k == "dense_mha" else 1.0, phases=("prefill",))
+    even = _synthetic_run(lambda k, T: 2.0, phases=("prefill",))
+    uniform = CostConfig.model_validate({**cfg.model_dump(), "efficiency": "uniform"})
+    t_even = masked_mha_crossover(MODEL, cfg, gpu="H800", measured=even)
+    assert t_even == masked_mha_crossover(MODEL, uniform, gpu="H800") > 0
+    assert 0 <= masked_mha_crossover(MODEL, cfg, gpu="H800", measured=slow_mha) < t_even

@@ -329,13 +329,21 @@ def raw_seconds(model: ModelShape, cfg: CostConfig, phase: str, family: str, t: 
     return comp, {"mode": mode, "sources": sources}
 
 
-def masked_mha_crossover(model: ModelShape, cfg: CostConfig, gpu: Optional[str] = None) -> int:
-    """The last prefill position (tokens, a multiple of 256) at which DSA's masked MHA mode is modelled
-    cheaper than sparse MQA on `gpu` (default cfg.gpu), at the configured kernel efficiencies: the
-    default threshold of the deployed DSA implementation. 0 when masked MHA never wins."""
-    cfg = cfg.model_copy(update={"source": "roofline", "short_prefill": "auto"})
+def masked_mha_crossover(model: ModelShape, cfg: CostConfig, gpu: Optional[str] = None,
+                         measured: Optional[pd.DataFrame] = None) -> int:
+    """The last prefill position (tokens, a multiple of 256) at which DSA's masked MHA mode is cheaper
+    than sparse MQA on `gpu` (default cfg.gpu): the default threshold of the deployed DSA
+    implementation. From measured kernel timings when `measured` rows (a GPU run of dense MHA and
+    sparse MLA prefill) are given, else from the roofline at the configured kernel efficiencies.
+    0 when masked MHA never wins."""
+    ratios = None
+    if measured is not None:
+        cfg = cfg.model_copy(update={"source": "measured", "short_prefill": "auto"})
+        ratios = measured_ratios(measured, model, cfg)
+    else:
+        cfg = cfg.model_copy(update={"source": "roofline", "short_prefill": "auto"})
     t = np.arange(0, max(cfg.topk, 1) * 64 + 1, 256)
-    _, info = raw_seconds(model, cfg, "prefill", "dsa", t, get_gpu(gpu or cfg.gpu))
+    _, info = raw_seconds(model, cfg, "prefill", "dsa", t, get_gpu(gpu or cfg.gpu), ratios)
     mha = np.flatnonzero(info["mode"] == "masked_mha")
     return int(t[mha[-1]]) if len(mha) else 0
 
