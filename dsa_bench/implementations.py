@@ -92,6 +92,30 @@ class _TorchTopk:
         return getattr(kernels, name)
 
 
+def _chunks(w: Workload) -> Iterator[tuple[int, int, int]]:
+    """(first row, end row, absolute position of the first row) of each prefill chunk, as
+    kernels.dsa.dsa_attention walks them (one chunk in decode)."""
+    for i0 in range(0, w.S, w.chunk):
+        yield i0, min(w.S, i0 + w.chunk), w.q_start + i0
+
+
+def _dsa_stages(w: Workload, k, attention: str, attend) -> Iterator[tuple[str, object]]:
+    """DSA's stages chunk by chunk, as the whole call runs them (the engine sums each stage's chunk
+    timings): indexer, top-k, then `attention` (sparse_mla or masked_mha) built by
+    attend(i0, i1, q_start, indices). Each callable is timed before the generator resumes, so the
+    scores and indices it reads are freed only after their stage was timed."""
+    iq, iw, ik, iks = w.indexer_inputs()
+    for i0, i1, qs in _chunks(w):
+        ciq, ciw = iq[:, i0:i1], iw[:, i0:i1]
+        yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+        scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
+        yield "topk", lambda: k.topk_indices(scores, w.topk, q_start=qs)
+        idx = k.topk_indices(scores, w.topk, q_start=qs)
+        del scores
+        yield attention, attend(i0, i1, qs, idx)
+        del idx
+
+
 def _dsa(backend: str):
     def prepare(w: Workload) -> Prepared:
         k, m = (_TorchTopk() if backend == "triton-torchtopk" else _kernels(backend)), w.model
@@ -103,21 +127,11 @@ def _dsa(backend: str):
         def run():
             return k.dsa_attention(q, kv, iq, iw, ik, **args)
 
-        def stages() -> Iterator[tuple[str, object]]:
-            # Chunk by chunk, as `run` does: the engine sums each stage's chunk timings.
-            for i0 in range(0, w.S, w.chunk):
-                i1 = min(w.S, i0 + w.chunk)
-                cq, ciq, ciw = q[:, i0:i1], iq[:, i0:i1], iw[:, i0:i1]
-                qs = w.q_start + i0
-                yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
-                scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
-                yield "topk", lambda: k.topk_indices(scores, w.topk, q_start=qs)
-                idx = k.topk_indices(scores, w.topk, q_start=qs)
-                del scores
-                yield "sparse_mla", lambda: k.sparse_mla(cq, kv, idx, sm_scale=m.sm_scale, d_v=m.kv_lora_rank)
-                del idx
+        def attend(i0, i1, qs, idx):
+            cq = q[:, i0:i1]
+            return lambda: k.sparse_mla(cq, kv, idx, sm_scale=m.sm_scale, d_v=m.kv_lora_rank)
 
-        return Prepared(run=run, stages=stages,
+        return Prepared(run=run, stages=lambda: _dsa_stages(w, k, "sparse_mla", attend),
                         indices=lambda: k.dsa_attention(q, kv, iq, iw, ik, **args, return_indices=True)[2])
 
     return prepare
@@ -139,14 +153,10 @@ def _dsa_deployed(w: Workload) -> Prepared:
     q, kk, v = w.mha_inputs()
     iq, iw, ik, iks = w.indexer_inputs()
 
-    def chunks():
-        for i0 in range(0, w.S, w.chunk):
-            yield i0, min(w.S, i0 + w.chunk), w.q_start + i0
-
     def run(return_indices: bool = False):
         out = torch.empty(w.B, w.S, m.heads, m.v_head_dim, dtype=q.dtype, device=q.device)
         idxs = torch.empty(w.B, w.S, w.topk, dtype=torch.int32, device=q.device) if return_indices else None
-        for i0, i1, qs in chunks():
+        for i0, i1, qs in _chunks(w):
             scores = k.lightning_indexer(iq[:, i0:i1], iw[:, i0:i1], ik, k_scale=iks, q_start=qs)
             idx = k.topk_indices(scores, w.topk, q_start=qs, out=None if idxs is None else idxs[:, i0:i1])
             del scores
@@ -154,19 +164,12 @@ def _dsa_deployed(w: Workload) -> Prepared:
             del idx
         return (out, idxs) if return_indices else out
 
-    def stages() -> Iterator[tuple[str, object]]:
-        for i0, i1, qs in chunks():
-            ciq, ciw = iq[:, i0:i1], iw[:, i0:i1]
-            yield "indexer", lambda: k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
-            scores = k.lightning_indexer(ciq, ciw, ik, k_scale=iks, q_start=qs)
-            yield "topk", lambda: k.topk_indices(scores, w.topk, q_start=qs)
-            idx = k.topk_indices(scores, w.topk, q_start=qs)
-            del scores
-            cq = q[:, i0:i1]
-            yield "masked_mha", lambda: k.masked_mha(cq, kk, v, idx, sm_scale=m.sm_scale, q_start=qs)
-            del idx
+    def attend(i0, i1, qs, idx):
+        cq = q[:, i0:i1]
+        return lambda: k.masked_mha(cq, kk, v, idx, sm_scale=m.sm_scale, q_start=qs)
 
-    return Prepared(run=run, stages=stages, indices=lambda: run(return_indices=True)[1], mode="masked_mha")
+    return Prepared(run=run, stages=lambda: _dsa_stages(w, k, "masked_mha", attend),
+                    indices=lambda: run(return_indices=True)[1], mode="masked_mha")
 
 
 # --- reference outputs for the correctness check --------------------------------------------------
