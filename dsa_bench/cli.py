@@ -168,6 +168,12 @@ def run(
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
     if s.phase == "quality":
+        unused = [name for name, v in (("--resume", resume), ("--ray", ray_address), ("--filter", filter_),
+                                       ("--json", json_out)) if v]
+        if unused:
+            err.print(f"[bold red]error:[/] {', '.join(unused)}: not for a phase: quality scenario (one training "
+                      "run, no sweep points to resume, spread or filter)", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
         _run_quality(s, scenario, out, device.value, report_out, no_report, dry_run, quiet)
         return
     from dsa_bench import api

@@ -216,3 +216,18 @@ def test_report_command_on_a_quality_run(tmp_path):
     assert r.exit_code == 0, r.output
     html = next(tmp_path.rglob("index.html")).read_text()
     assert "indexer quality" in html and "quality.png" in html
+
+
+def test_quality_scenario_refuses_sweep_options(tmp_path):
+    """--resume / --ray / --filter / --json make no sense for one training run: exit 2 before any work."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+
+    scen = Path(__file__).resolve().parent.parent / "scenarios" / "indexer-quality.yaml"
+    for extra in (["--resume"], ["--ray", "local"], ["--filter", "context>=1"]):
+        r = CliRunner().invoke(app, ["run", str(scen), "--out", str(tmp_path), *extra])
+        assert r.exit_code == 2 and "not for a phase: quality scenario" in r.output, (extra, r.output)
+    assert not any(tmp_path.iterdir())

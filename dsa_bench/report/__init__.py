@@ -22,7 +22,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dsa_bench.report.compare import VERDICT_RULE, compare_runs, display_rows, regressions
-from dsa_bench.report.load import STAGES, Run, load_run, topk_label
+from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, load_run, topk_label
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -343,6 +343,9 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
         if pd.notna(r["rel_err"]):
             check += f" {r['rel_err']:.1e}"
         ref = " (reference)" if r["is_reference"] else ""
+        form = r.get("attention_mode")
+        if isinstance(form, str) and form and form != "nan":  # DSA's attention form: sparse MLA or masked MHA
+            ref += f" [{STAGE_LABELS.get(form, form)}]"
         if multi:
             ref += f" [{r['_gpu']}]"
         cells = [
