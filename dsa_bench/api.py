@@ -68,10 +68,12 @@ def run_scenario(
     on_progress: Optional[Callable] = None,
     on_point_done: Optional[Callable] = None,
     on_start: Optional[Callable[[Path, int], None]] = None,
+    on_train_step: Optional[Callable[[int, int, str, float], None]] = None,
 ) -> RunOutcome:
     """Measure every (point, implementation), write results.csv / samples.csv / run.json, the cost
     curves when the scenario asks for them (priced on the full model, not the CPU stand-in) and
-    summary.json. Raises RunInterrupted on Ctrl-C / SIGTERM; ValueError / OSError / ScenarioError on
+    summary.json (a `phase: quality` scenario trains and evaluates its indexer instead, reporting each
+    step to on_train_step(step, total, stage, kl_loss)). Raises RunInterrupted on Ctrl-C / SIGTERM; ValueError / OSError / ScenarioError on
     bad input before anything is measured; CostModelError when the curves cannot be written after it.
     """
     from dsa_bench import runner
@@ -80,7 +82,8 @@ def run_scenario(
         from dsa_bench.quality.run import run_quality_scenario
 
         dev = runner.resolve_device(device)
-        run_dir = run_quality_scenario(scenario, out=out, device=dev.type, scenario_file=scenario_file)
+        run_dir = run_quality_scenario(scenario, out=out, device=dev.type, progress=on_train_step,
+                                       scenario_file=scenario_file)
         return RunOutcome(run_dir=run_dir, device=dev.type, rows=[])
     dev, s = prepare_device(scenario, device)
     store, done = runner.start_run(s, scenario_file=scenario_file, device=dev, out_root=Path(out), resume=resume)

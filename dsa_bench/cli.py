@@ -263,26 +263,22 @@ def run(
 def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Path, no_report: bool, dry_run: bool,
                  quiet: bool) -> None:
     """`run` of a phase: quality scenario: train and evaluate the indexer, then its report."""
-    from dsa_bench import runner
-    from dsa_bench.quality.run import run_quality_scenario, write_quality_report
+    from dsa_bench import api
+    from dsa_bench.quality.run import write_quality_report
 
     q = s.quality
     if dry_run:
         console.print(f"{s.name}: quality run, {q.warmup_steps} warm-up + {q.sparse_steps} sparse steps, "
                       f"k in {q.topk}, sequences of {q.source.seq_len} tokens")
         raise typer.Exit(EXIT_OK)
-    try:
-        dev = runner.resolve_device(device)
-    except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
 
     def progress(step, total, stage, loss):
         if not quiet and (step % 50 == 0 or step == total):
             err.print(f"step {step}/{total} ({stage}): KL {loss:.4g}", highlight=False)
 
     try:
-        run_dir = run_quality_scenario(s, out=out, device=dev.type, progress=progress, scenario_file=str(scenario))
+        run_dir = api.run_scenario(s, out=out, device=device, scenario_file=str(scenario),
+                                   on_train_step=progress).run_dir
     except KeyboardInterrupt:
         err.print("interrupted: a quality run is not resumable; run it again")
         raise typer.Exit(EXIT_INTERRUPTED)

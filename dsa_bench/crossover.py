@@ -28,6 +28,7 @@ class Crossing:
     crossings: int = 0  # sign changes of r along x (more than 1: the curves cross several times)
     first: float = math.nan  # smallest and largest x with data
     last: float = math.nan
+    wins: tuple[float, ...] = ()  # the sampled x where DSA is at or below dense
 
 
 def crossing(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float],
@@ -47,19 +48,19 @@ def crossing(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float],
     xs, d, s = xs[order], d[order], s[order]
     r = np.log(s / d) if scale == "log" else s - d
     lose = r > 0
-    changes = int(np.sum(lose[1:] != lose[:-1]))
-    first, last = float(xs[0]), float(xs[-1])
+    info = dict(crossings=int(np.sum(lose[1:] != lose[:-1])), first=float(xs[0]), last=float(xs[-1]),
+                wins=tuple(float(v) for v in xs[~lose]))
     if not lose.any():
-        return Crossing(None, "always", crossings=changes, first=first, last=last)
+        return Crossing(None, "always", **info)
     if lose[-1]:
-        return Crossing(None, "never", crossings=changes, first=first, last=last)
+        return Crossing(None, "never", **info)
     j = int(np.nonzero(lose)[0][-1])
     t = r[j] / (r[j] - r[j + 1])
     if scale == "log":
         at = math.exp(math.log(xs[j]) + t * (math.log(xs[j + 1]) - math.log(xs[j])))
     else:
         at = float(xs[j] + t * (xs[j + 1] - xs[j]))
-    return Crossing(at, "crosses", (float(xs[j]), float(xs[j + 1])), changes, first, last)
+    return Crossing(at, "crosses", (float(xs[j]), float(xs[j + 1])), **info)
 
 
 def fmt_context(x: float) -> str:

@@ -91,12 +91,15 @@ def _finished(run_dir: Path) -> bool:
 
 
 def _run_gpu(results_csv: Path) -> Optional[str]:
-    """The GPU profile named by a run's run.json (e.g. 'NVIDIA H200' -> 'H200'), if it is a known one."""
+    """The GPU profile named by a run's run.json ('NVIDIA H200' -> 'H200'), if it is a known chip."""
+    from dsa_bench.costmodel.gpus import profile_for_device
+
     try:
         name = str(json.loads((results_csv.parent / "run.json").read_text())["environment"]["gpu_name"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return next((key for key in GPUS if key.lower() in name.lower().split()), None)
+    prof = profile_for_device(name)
+    return None if prof is None else prof.name.split()[0]  # the chip: measured_gpu names a GPUS profile
 
 
 def load_measured(run_dirs: "str | Path | list") -> "pd.DataFrame":

@@ -19,7 +19,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from dsa_bench.crossover import crossing, crossing_position, fmt_context
@@ -44,12 +43,7 @@ def find_crossover(contexts: Sequence[float], dsa_ms: Sequence[float], dense_ms:
         return Crossover(None, "always_faster",
                          f"DSA is faster at every measured context ({lo}-{hi}): the crossover is below {lo}")
     if c.status == "never":
-        extra = ""
-        L = np.asarray(contexts, dtype=float)
-        r = np.asarray(dsa_ms, dtype=float) / np.asarray(dense_ms, dtype=float)
-        wins = sorted(int(x) for x, v in zip(L, r) if np.isfinite(v) and v <= 1.0)
-        if wins:
-            extra = f" (it is faster at {', '.join(str(w) for w in wins)} only)"
+        extra = f" (it is faster at {', '.join(str(int(w)) for w in c.wins)} only)" if c.wins else ""
         return Crossover(None, "never_faster",
                          f"DSA is not faster than dense at the largest measured context {hi}{extra}: "
                          f"no crossover within {lo}-{hi}")
