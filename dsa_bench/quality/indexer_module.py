@@ -4,6 +4,7 @@ I[t, s] = sum_j w[t, j] * heads^-0.5 * ReLU(q_I[t, j] . k_I[s]) * dim^-0.5, with
 (heads x dim), one shared key k_I = W_k h_s (dim) and per-head weights w = W_w h_t, the scalings as in
 the report. Causal: I[t, s] = -inf for s > t. Plain PyTorch (autograd), [B, T, heads, T] at once:
 meant for the short synthetic sequences, not for 128K contexts (the Triton kernels.indexer is forward-only).
+The score formula is the reference indexer's: this module only adds the projections.
 """
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ class LightningIndexer(nn.Module):
         self.ww = nn.Linear(hidden_dim, heads, bias=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [B, T, hidden_dim] -> index scores [B, T, T] float32 (row t = query t, -inf where s > t)."""
+        """hidden [B, T, hidden_dim] -> index scores [B, T, T] float32 (row t = query t, -inf where s > t).
+
+        The scores are the PyTorch reference indexer's (kernels.reference.lightning_indexer, which is
+        differentiable), with the two scalings folded into the per-head weights."""
+        from kernels.reference.indexer import lightning_indexer
+
         B, T, _ = hidden.shape
         q = self.wq(hidden).view(B, T, self.heads, self.dim)
         k = self.wk(hidden)
-        w = self.ww(hidden) * self.heads ** -0.5
-        logits = torch.relu(torch.einsum("bthd,bsd->bths", q, k)) * self.dim ** -0.5
-        scores = torch.einsum("bths,bth->bts", logits, w)
-        pos = torch.arange(T, device=hidden.device)
-        return scores.masked_fill(pos[None, :] > pos[:, None], float("-inf"))
+        w = self.ww(hidden).float() * (self.heads ** -0.5 * self.dim ** -0.5)
+        return lightning_indexer(q, w, k, q_start=0)
