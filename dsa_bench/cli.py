@@ -83,6 +83,8 @@ def list_() -> None:
         t.add_row(impl.name, impl.family, impl.backend, ",".join(sorted(impl.phases)),
                   "yes" if impl.baseline else "", impl.description)
     console.print(t)
+    console.print("backend 'production': the kernels DeepSeek-V3.2 is served with, timed when present; "
+                  "`dsa-bench peers` says which are available here.", highlight=False)
     t = Table(title="model presets")
     for col in ("name", "heads", "latent (kv_lora + rope)", "MHA qk / v", "indexer heads x dim"):
         t.add_column(col)
@@ -391,6 +393,92 @@ def check_kernels(
     path, failures = run_selfcheck(out)
     console.print(f"wrote {path}: {failures} failing case(s)")
     raise typer.Exit(EXIT_FAILED_POINTS if failures else EXIT_OK)
+
+
+peers_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+                        help="The production DSA kernels (FlashMLA, DeepGEMM, vLLM top-k, FA3): where they are, getting them.")
+app.add_typer(peers_app, name="peers")
+
+
+@peers_app.callback()
+def peers(ctx: typer.Context, load: bool = typer.Option(
+        False, "--load", help="load each library and check its op schemas (on the GPU machine)")) -> None:
+    """Say which production libraries and implementations are available here, and why not."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dsa_bench.peers.libraries import ENV_DIR
+    from dsa_bench.peers.status import implementation_states, library_states
+
+    states = library_states(load)
+    t = Table(title="production libraries" + (" (loaded, schemas checked)" if load else " (located, not loaded)"))
+    for col in ("library", "from", "why not"):
+        t.add_column(col, overflow="fold")
+    for s in states:
+        t.add_row(s.name, s.source or "", s.reason or "")
+    console.print(t)
+    t = Table(title="production implementations")
+    for col in ("implementation", "needs", "status"):
+        t.add_column(col, overflow="fold")
+    for name, needs, why in implementation_states(states):
+        t.add_row(name, ", ".join(needs), f"[red]unavailable[/]: {why}" if why else "[green]ready[/] (a CUDA sm_90 GPU also needed)")
+    console.print(t)
+    console.print(f"Sources: standalone packages, an installed vLLM, or ${ENV_DIR} (see `dsa-bench peers extract --help`).",
+                  highlight=False)
+
+
+@peers_app.command("extract")
+def peers_extract(
+    wheel: Path = typer.Argument(..., help="a vLLM wheel (e.g. vllm-0.26.0-cp38-abi3-manylinux_2_28_x86_64.whl)"),
+    out: Path = typer.Argument(..., help="folder to write (keep it out of version control)"),
+    python: Optional[List[str]] = typer.Option(None, "--python", help="keep DeepGEMM's _C for these Pythons only (e.g. 3.12)"),
+) -> None:
+    """Take the production kernels out of a vLLM wheel; then set DSA_BENCH_VLLM_DIR=OUT/vllm."""
+    import zipfile
+
+    from dsa_bench.peers.extract import extract
+
+    if not wheel.is_file():
+        err.print(f"[bold red]error:[/] no such wheel {wheel}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        written = extract(wheel, out, python)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(f"wrote {len(written)} files under {out}; export DSA_BENCH_VLLM_DIR={out.resolve() / 'vllm'}",
+                  highlight=False)
+
+
+@peers_app.command("pack")
+def peers_pack(
+    folder: Path = typer.Argument(..., help="a folder written by `peers extract`"),
+    archive: Path = typer.Argument(..., help="the .tar.xz to write"),
+    part_mb: Optional[int] = typer.Option(None, "--part-mb", min=1, help="split into parts of at most this many MiB"),
+) -> None:
+    """Compress an extracted folder into one xz tarball (or parts), to carry it to a GPU machine."""
+    from dsa_bench.peers.extract import pack
+
+    if not folder.is_dir():
+        err.print(f"[bold red]error:[/] {folder} is not a folder", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    parts = pack(folder, archive, part_mb << 20 if part_mb else None)
+    console.print("wrote " + ", ".join(f"{p} ({p.stat().st_size >> 20} MiB)" for p in parts), highlight=False)
+
+
+@peers_app.command("unpack")
+def peers_unpack(
+    parts: List[Path] = typer.Argument(..., help="the .tar.xz, or all its .partNN files"),
+    out: Path = typer.Option(Path("."), "--out", help="folder to unpack into"),
+) -> None:
+    """Restore a folder written by `peers pack`."""
+    from dsa_bench.peers.extract import unpack
+
+    missing = [p for p in parts if not p.is_file()]
+    if missing:
+        err.print(f"[bold red]error:[/] no such file {missing[0]}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    unpack(parts, out)
+    console.print(f"unpacked under {out}", highlight=False)
 
 
 def main() -> None:

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 FAMILIES = ("dense", "dsa")
 
 
+class Unavailable(RuntimeError):
+    """Raised by `prepare` when the point cannot run here (a library or input format it needs is
+    missing): the row is `skipped` with the message, not an `error`."""
+
+
 @dataclass
 class Prepared:
     """One implementation bound to one point's inputs."""
@@ -33,19 +38,26 @@ class Prepared:
     # The attention form the call ran ('sparse_mla' or 'masked_mha' for DSA; None: the family's usual
     # form): picks the reference for the check, the analytic work and the `attention_mode` column.
     mode: Optional[str] = None
+    # The latent cache the attention really reads when it is not the workload's bf16 one (an FP8
+    # serving cache, de-quantised): the reference attends over it, so the check judges the kernel,
+    # not the cache format's rounding.
+    reference_kv: Optional[Callable[[], "torch.Tensor"]] = None
 
 
 @dataclass(frozen=True)
 class Implementation:
     name: str
     family: str  # "dense" (MLA over every token) or "dsa" (indexer -> top-k -> sparse MLA)
-    backend: str  # "triton", "torch" (PyTorch reference) or "vendor" (library baseline)
+    backend: str  # "triton", "torch" (PyTorch reference), "vendor" (library baseline) or "production" (DSA as served)
     phases: frozenset
     prepare: Callable[["Workload"], Prepared] = field(repr=False)
     description: str = ""
     baseline: bool = False  # a dense baseline DSA is compared against
     is_reference: bool = False  # the check against the reference is trivially true: skip it
     cuda_only: bool = False  # cannot run on the CPU (no interpreter, no CPU kernel)
+    # Why it cannot run in this process (a library missing, the wrong GPU), or None: checked before
+    # each point, so the row is `skipped` with the reason instead of failing in prepare.
+    unavailable: Optional[Callable[[], Optional[str]]] = field(default=None, repr=False)
 
     def supports(self, phase: str) -> bool:
         return phase in self.phases

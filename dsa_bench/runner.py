@@ -18,7 +18,7 @@ import torch
 
 from dsa_bench import environment
 from dsa_bench.ops import dense_form
-from dsa_bench.registry import REGISTRY, Implementation
+from dsa_bench.registry import REGISTRY, Implementation, Unavailable
 from dsa_bench.scenario import Scenario
 from dsa_bench.store import RunStore, new_run_id, row_key
 from dsa_bench.telemetry import ClockSampler
@@ -121,6 +121,9 @@ class Runner:
         try:
             if impl.cuda_only and self.device.type != "cuda":
                 return [dict(base, status="skipped", reason="needs a CUDA GPU")], []
+            why_not = impl.unavailable() if impl.unavailable is not None else None
+            if why_not:
+                return [dict(base, status="skipped", reason=why_not)], []
             prepared = impl.prepare(w)
             check, rel_err, problem = self._check(impl, w, prepared)
             base.update(check=check, rel_err=rel_err)
@@ -145,6 +148,8 @@ class Runner:
             if self.s.measure.stages and prepared.stages is not None:
                 rows += self._stages(base, w, prepared, samples)
             return [self._with_cost(r, w) for r in rows], samples
+        except Unavailable as exc:
+            return [dict(base, status="skipped", reason=_one_line(exc))], []
         except Exception as exc:  # noqa: BLE001 - one bad point must not stop the sweep
             if _is_oom(exc):
                 return [dict(base, status="oom", reason=_one_line(exc))], []
@@ -167,13 +172,14 @@ class Runner:
         from dsa_bench.implementations import check_selection, reference_rows
 
         indices = prepared.indices() if prepared.indices is not None else None
+        reference_kv = prepared.reference_kv() if prepared.reference_kv is not None else None
         num = den = 0.0
         for r0, r1 in _check_rows(w.S, self.s.measure.check_rows):
             if indices is not None:
                 problem = check_selection(w, indices, r0, r1)
                 if problem:
                     return "failed", None, problem
-            ref = reference_rows(impl.family, w, r0, r1, indices, mode=prepared.mode).float()
+            ref = reference_rows(impl.family, w, r0, r1, indices, mode=prepared.mode, kv=reference_kv).float()
             got = out[:, r0:r1].float()
             num += float((got - ref).pow(2).sum())
             den += float(ref.pow(2).sum())
@@ -324,14 +330,31 @@ def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch
            True: "; every call timed as CUDA graph replays (the `timing` column says which)",
            False: "; every call timed eagerly (launch and host overhead included)"}[scenario.measure.cuda_graph],
     }
+    peers = _production_sources(scenario)
+    if peers:
+        meta["production_kernels"] = peers
     run_id = new_run_id(device.type)
     meta["run_id"] = run_id
     return RunStore.create(out_root, scenario.name, run_id, meta), set()
 
 
+def _production_sources(scenario: Scenario) -> dict:
+    """Where each production library the scenario's implementations need comes from (version and
+    path, or why it cannot load), located without loading, for run.json."""
+    from dsa_bench.implementations.production import NEEDS
+    from dsa_bench.peers import libraries
+
+    keys = sorted({k for name in scenario.implementations for k in NEEDS.get(name, ())})
+    return {k: dict(zip(("source", "reason"), libraries.locate(k))) for k in keys}
+
+
 def finish_run(store: RunStore, device: torch.device, status: str) -> None:
+    from dsa_bench.peers import libraries
+
     meta = store.meta()
     meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
+    if libraries.loaded():  # what this process really loaded (a Ray run loads in its workers)
+        meta["production_kernels_loaded"] = libraries.loaded()
     store.write_meta(meta)
     store.unlock()
 

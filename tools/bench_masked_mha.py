@@ -8,7 +8,7 @@ import sys
 import torch
 
 import kernels
-from gpu_selfcheck.attention import _sparse_indices  # tools/ is on sys.path: this script's folder
+from dsa_bench.selfcheck.attention import _sparse_indices
 from kernels.dense_mha import CONFIG
 
 MASKED = CONFIG["gpu"]["masked"]  # what the variants below edit in place

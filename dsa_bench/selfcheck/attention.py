@@ -1,8 +1,8 @@
 """GPU self-check of the attention kernels against their float32 references at DeepSeek shapes.
 
 `check_attention()` returns one dict per case; it does no I/O. `dsa-bench check-kernels` runs it (with
-tools/gpu_selfcheck/indexer.py); by hand, on a GPU, from the repository root:
-    python -c "import sys; sys.path.insert(0, 'tools'); from gpu_selfcheck.attention import check_attention as c; [print(r) for r in c()]"
+dsa_bench/selfcheck/indexer.py); by hand, on a GPU:
+    python -c "from dsa_bench.selfcheck.attention import check_attention as c; [print(r) for r in c()]"
 Inputs are bf16 (what the model runs), so the output error is dominated by bf16 rounding of the
 output (~2^-9 relative) and of the softmax weights fed to the second matmul: 2e-2 leaves margin while
 still catching any indexing/masking bug (those give errors of order 1). lse is computed from exact

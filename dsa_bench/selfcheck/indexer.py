@@ -1,6 +1,6 @@
 """GPU check of the Triton indexer and top-k against the references at DeepSeek shapes (no I/O).
 
-    from gpu_selfcheck.indexer import check_indexer_topk  # with tools/ on sys.path; or dsa-bench check-kernels
+    from dsa_bench.selfcheck.indexer import check_indexer_topk  # or: dsa-bench check-kernels
     rows = check_indexer_topk()  # list of dicts: kernel, dtype, B, S, T, topk, rel_err, ok, tol
 
 Indexer: ||tri - ref|| / ||ref|| over the finite entries, and the -inf pattern must match exactly.
