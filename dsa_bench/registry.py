@@ -42,6 +42,9 @@ class Prepared:
     # serving cache, de-quantised): the reference attends over it, so the check judges the kernel,
     # not the cache format's rounding.
     reference_kv: Optional[Callable[[], "torch.Tensor"]] = None
+    # Which kernel variant the call runs where an op has several (e.g. 'mla:gluon_sm90', 'mla:tl'):
+    # the row's `kernel_variant` column.
+    variant: Optional[str] = None
 
 
 @dataclass(frozen=True)

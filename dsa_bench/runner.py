@@ -125,6 +125,7 @@ class Runner:
             if why_not:
                 return [dict(base, status="skipped", reason=why_not)], []
             prepared = impl.prepare(w)
+            base["kernel_variant"] = prepared.variant
             check, rel_err, problem = self._check(impl, w, prepared)
             base.update(check=check, rel_err=rel_err)
             if check == "failed":
@@ -353,6 +354,9 @@ def finish_run(store: RunStore, device: torch.device, status: str) -> None:
 
     meta = store.meta()
     meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
+    variants = sorted({str(r["kernel_variant"]) for r in store.rows() if r.get("kernel_variant") not in (None, "")})
+    if variants:
+        meta["kernel_variants"] = variants
     if libraries.loaded():  # what this process really loaded (a Ray run loads in its workers)
         meta["production_kernels_loaded"] = libraries.loaded()
     store.write_meta(meta)

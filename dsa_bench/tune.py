@@ -20,7 +20,7 @@ import torch
 import triton
 
 import kernels
-import kernels._mla_common as mla
+import kernels.mla.tl_kernel as mla
 import kernels.indexer as ix
 import kernels.topk as tk
 from kernels.reference import sparse_mla as ref_sparse

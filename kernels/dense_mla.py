@@ -1,8 +1,8 @@
 """Triton dense MLA (absorbed form): MQA over every visible latent, what dense decode runs.
 
-Same kernel as sparse_mla with the gather turned off (kernels/_mla_common.py): each query row loops
+Same kernel as sparse_mla with the gather turned off (kernels/mla/): each query row loops
 only over tokens it can see, and decode splits the context over SMs with a combine kernel. Launch
-config: CONFIG in kernels/_mla_common.py (shared with sparse_mla).
+config: CONFIG in kernels/mla/tl_kernel.py (shared with sparse_mla).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from kernels._attention_args import check_dense_mla_args, check_out_buffer
 from kernels._common import check_triton_device
-from kernels._mla_common import mla_forward
+from kernels.mla import mla_forward
 
 
 def dense_mla(q, kv, *, sm_scale, d_v=512, q_start=None, num_splits=None, out=None, lse=None):

@@ -1,7 +1,7 @@
 """Triton sparse MLA: MQA over the kv latents that `indices` selects (DSA's attention stage).
 
 The kernel gathers the selected rows itself (no [B, S, K, D] copy), skipping -1 entries; see
-kernels/_mla_common.py for the tiling, the split-K decode path and the launch config (its CONFIG
+kernels/mla/ for the variants (tl, Gluon sm_90), the tiling, the split-K decode path and the launch config (CONFIG
 table, shared with dense_mla).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from kernels._attention_args import check_out_buffer, check_sparse_mla_args
 from kernels._common import check_triton_device
-from kernels._mla_common import mla_forward
+from kernels.mla import mla_forward
 
 
 def sparse_mla(q, kv, indices, *, sm_scale, d_v=512, num_splits=None, out=None, lse=None):

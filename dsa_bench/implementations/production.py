@@ -102,7 +102,14 @@ def _dsa(indexer: bool, topk: bool, attention: bool):
                 reference_kv = attend.reference_kv
             else:
                 attend = functools.partial(calls.flashmla_sparse_prefill, flashmla)
-        return sparse_dsa(w, StageKernels(index, select, attend), reference_kv=reference_kv)
+        prepared = sparse_dsa(w, StageKernels(index, select, attend), reference_kv=reference_kv)
+        if not attention:
+            from dsa_bench.implementations.triton import mla_variant
+
+            prepared.variant = mla_variant("triton", w.mla_inputs()[0], m.kv_lora_rank)
+        else:
+            prepared.variant = "mla:flashmla-fp8" if phase == "decode" else "mla:flashmla"
+        return prepared
 
     return prepare
 

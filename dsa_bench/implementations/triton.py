@@ -21,9 +21,11 @@ def dense_prepare(backend: str):
         k, m = kernels_for(backend), w.model
         if dense_form(w.point.phase) == "dense_mha":
             q, kk, v = w.mha_inputs()
-            return Prepared(run=lambda: k.dense_mha(q, kk, v, sm_scale=m.sm_scale, q_start=w.q_start))
+            return Prepared(run=lambda: k.dense_mha(q, kk, v, sm_scale=m.sm_scale, q_start=w.q_start),
+                            variant=f"mha:{backend}")
         q, kv = w.mla_inputs()
-        return Prepared(run=lambda: k.dense_mla(q, kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=w.q_start))
+        return Prepared(run=lambda: k.dense_mla(q, kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=w.q_start),
+                        variant=mla_variant(backend, q, m.kv_lora_rank))
 
     return prepare
 
@@ -44,9 +46,20 @@ class _TorchTopk:
         return getattr(kernels, name)
 
 
+def mla_variant(backend: str, q, d_v: int) -> str:
+    """'mla:<variant>' of this repository's MLA kernels for these inputs, 'mla:torch' for the reference."""
+    if backend == "torch":
+        return "mla:torch"
+    from kernels.mla import variant
+
+    return f"mla:{variant(q, d_v)}"
+
+
 def dsa_prepare(backend: str):
     def prepare(w: Workload) -> Prepared:
-        return sparse_dsa(w, _TorchTopk() if backend == "triton-torchtopk" else kernels_for(backend))
+        prepared = sparse_dsa(w, _TorchTopk() if backend == "triton-torchtopk" else kernels_for(backend))
+        prepared.variant = mla_variant(backend, w.mla_inputs()[0], w.model.kv_lora_rank)
+        return prepared
 
     return prepare
 
@@ -83,7 +96,7 @@ def _dsa_deployed(w: Workload) -> Prepared:
         return lambda: k.masked_mha(cq, kk, v, idx, sm_scale=m.sm_scale, q_start=qs)
 
     return Prepared(run=run, stages=lambda: dsa_stages(w, k, "masked_mha", attend),
-                    indices=lambda: run(return_indices=True)[1], mode="masked_mha")
+                    indices=lambda: run(return_indices=True)[1], mode="masked_mha", variant="masked_mha:triton")
 
 
 register(Implementation(

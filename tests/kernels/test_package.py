@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-KERNEL_MODULES = ["kernels.indexer", "kernels.topk", "kernels._mla_common", "kernels.dense_mha", "kernels.masked_mha"]
+KERNEL_MODULES = ["kernels.indexer", "kernels.topk", "kernels.mla.tl_kernel", "kernels.dense_mha", "kernels.masked_mha"]
 
 
 def _fresh_python(code: str) -> None:

@@ -1,4 +1,5 @@
-"""Triton MLA forward shared by sparse_mla (gathered latents) and dense_mla (all visible latents).
+"""Triton (`tl`) MLA forward shared by sparse_mla (gathered latents) and dense_mla (all visible latents):
+the portable path (any GPU Triton supports, and the CPU interpreter).
 
 MQA view: all H heads of one query token attend to the same latents, so a program takes a block of
 BLOCK_H heads as the M dimension of the matmuls and each gathered kv row is loaded once per head block.
@@ -243,8 +244,11 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
-def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
-    """Launch the MLA forward (+ combine when split). indices=None means dense causal attention."""
+def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse, fwd_kernel=None, tiles=None):
+    """Launch the MLA forward (+ combine when split). indices=None means dense causal attention.
+    `fwd_kernel`: a launcher (grid, args, D_V, D_ROPE, GATHER, SPLIT, N_HB) taking the place of the
+    `tl` forward kernel (the Gluon sm_90 kernel: same arguments, partials and combine), with its
+    `tiles` (BLOCK_H, BLOCK_N: the head block and the key block the splits are cut in)."""
     B, S, H, D = q.shape
     T = kv.shape[1]
     q, kv = _last_dim_contiguous(q), _last_dim_contiguous(kv)
@@ -259,7 +263,7 @@ def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
     if N == 0 or H == 0:
         return out, lse
 
-    cfg = mla_config(H, q.dtype)
+    cfg = mla_config(H, q.dtype) if tiles is None else tiles
     block_n = cfg["BLOCK_N"]
     n_keys = indices.shape[2] if gather else T
     n_blocks = triton.cdiv(n_keys, block_n)
@@ -285,22 +289,27 @@ def mla_forward(q, kv, indices, *, scale, d_v, q_start, num_splits, out, lse):
     idx_t = indices if gather else q  # dummy pointer when not gathering
     idx_strides = indices.stride()[:2] if gather else (0, 0)
 
-    _mla_fwd_kernel[(N * head_blocks, splits)](
-        q, kv, idx_t, o_t, l_t,
-        S, H, T, n_keys, q_start, keys_per_split, scale * LOG2E,
-        q.stride(0), q.stride(1), q.stride(2),
-        kv.stride(0), kv.stride(1),
-        *idx_strides,
-        *o_strides,
-        *l_strides,
-        D_V=d_v, D_ROPE=D - d_v,
-        BLOCK_H=cfg["BLOCK_H"], BLOCK_N=block_n,
-        BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_DR=max(16, next_pow2(D - d_v)),
-        GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=UPCAST_DOT, LAZY_RESCALE=cfg["LAZY_RESCALE"],
-        N_HB=head_blocks,
-        DOT_PREC=dot_precision(q.dtype),
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
-    )
+    args = (q, kv, idx_t, o_t, l_t,
+            S, H, T, n_keys, q_start, keys_per_split, scale * LOG2E,
+            q.stride(0), q.stride(1), q.stride(2),
+            kv.stride(0), kv.stride(1),
+            *idx_strides,
+            *o_strides,
+            *l_strides)
+    if fwd_kernel is not None:
+        fwd_kernel((N * head_blocks, splits), args, D_V=d_v, D_ROPE=D - d_v, GATHER=gather, SPLIT=splits > 1,
+                   N_HB=head_blocks)
+    else:
+        _mla_fwd_kernel[(N * head_blocks, splits)](
+            *args,
+            D_V=d_v, D_ROPE=D - d_v,
+            BLOCK_H=cfg["BLOCK_H"], BLOCK_N=block_n,
+            BLOCK_DV=max(16, next_pow2(d_v)), BLOCK_DR=max(16, next_pow2(D - d_v)),
+            GATHER=gather, SPLIT=splits > 1, UPCAST_DOT=UPCAST_DOT, LAZY_RESCALE=cfg["LAZY_RESCALE"],
+            N_HB=head_blocks,
+            DOT_PREC=dot_precision(q.dtype),
+            num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        )
     if splits > 1:
         _mla_combine_kernel[(N * H,)](
             o_t, l_t, out, lse,

@@ -1,0 +1,94 @@
+"""The Gluon MLA kernel for Hopper, on a machine without a GPU: it compiles for sm_90 at every shape
+the dispatch sends it (sparse / dense, with and without split-K partials), fits the shared memory a
+block may take, does not spill, and its PTX keeps what it is designed around: async wgmma, producer
+and consumer register budgets (setmaxnreg), 16-byte cp.async gathers that arrive on mbarriers. A
+silent fallback to a plain loop would fail these. Correctness is checked on the GPU
+(`dsa-bench check-kernels`, tests/kernels with DSA_BENCH_MLA_GLUON=1); Gluon does not run in the
+interpreter."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("triton.experimental.gluon")
+
+from kernels import mla  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SM90_MAX_SHARED = 232448  # bytes a block may opt in to on sm_90 (227 KB)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Every variant the dispatch launches, compiled for sm_90 in a fresh process (see kernels/_gluon.py)."""
+    out = tmp_path_factory.mktemp("gluon_mla")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(out / "cache")  # a real compile, not a cached one
+    r = subprocess.run([sys.executable, "-m", "kernels.mla.gluon_sm90", str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def load(out: Path, name: str):
+    meta = json.loads((out / f"{name}.json").read_text())
+    ptx = (out / f"{name}.ptx").read_text()
+    return SimpleNamespace(ptx=ptx, ttgir=(out / f"{name}.ttgir").read_text(), shared_bytes=meta["shared_bytes"],
+                           count=lambda pat: len(re.findall(pat, ptx)),
+                           setmaxnreg=[(m.group(1), int(m.group(2))) for m in
+                                       re.finditer(r"setmaxnreg\.(inc|dec)\.sync\.aligned\.u32\s+(\d+)", ptx)])
+
+
+def ptxas_report(ptx: str, tmp_path: Path) -> str:
+    import triton
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.is_file():
+        pytest.skip("triton's bundled ptxas is not here")
+    src = tmp_path / "k.ptx"
+    src.write_text(ptx)
+    r = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(src), "-o", str(tmp_path / "k.cubin")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("name", ["sparse-prefill", "sparse-decode-split", "dense-decode-split"])
+def test_gluon_mla_compiles_for_sm90_as_designed(compiled, name, tmp_path):
+    c = load(compiled, name)
+    assert c.shared_bytes <= SM90_MAX_SHARED, f"{c.shared_bytes} B of shared memory"
+    assert "ttg.warp_specialize" in c.ttgir
+    # 2 warpgroups x (32 NoPE + 4 RoPE k-steps of QK^T + 4 of PV) wgmma instructions per block
+    assert c.count(r"wgmma\.mma_async\.sync\.aligned") >= 40
+    regs = c.setmaxnreg
+    assert ("dec", 24) in regs and ("inc", 56) in regs, regs  # the producer gives its registers away
+    consumer = [n for kind, n in regs if n > 56]
+    assert consumer and min(consumer) >= 200, regs  # and the consumers get them
+    assert c.count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 0x10") == 36  # 576 x 64 x 2 B / 128 threads / 16 B
+    assert c.count(r"cp\.async\.mbarrier\.arrive\.noinc") >= 1
+    assert c.count(r"mbarrier\.try_wait") >= 2
+    report = ptxas_report(c.ptx, tmp_path)
+    spills = [int(x) for x in re.findall(r"(\d+) bytes spill stores", report)]
+    assert spills and max(spills) == 0, report
+
+
+def test_dispatch_keeps_the_tl_kernel_unless_asked_and_supported(monkeypatch):
+    from kernels.mla import gluon_sm90
+
+    cpu = SimpleNamespace(is_cuda=False)
+    gpu = SimpleNamespace(is_cuda=True)
+    monkeypatch.setattr(gluon_sm90, "supports", lambda q, d_v: True)
+    monkeypatch.delenv(gluon_sm90.ENV_SWITCH, raising=False)
+    assert mla.variant(cpu, 512) == mla.TL and mla.variant(gpu, 512) == mla.TL
+    monkeypatch.setenv(gluon_sm90.ENV_SWITCH, "1")
+    assert mla.variant(gpu, 512) == mla.GLUON_SM90 and mla.variant(cpu, 512) == mla.TL
+    monkeypatch.setattr(gluon_sm90, "supports", lambda q, d_v: False)
+    assert mla.variant(gpu, 512) == mla.TL
