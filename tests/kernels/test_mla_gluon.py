@@ -92,3 +92,45 @@ def test_dispatch_keeps_the_tl_kernel_unless_asked_and_supported(monkeypatch):
     assert mla.variant(gpu, 512) == mla.GLUON_SM90 and mla.variant(cpu, 512) == mla.TL
     monkeypatch.setattr(gluon_sm90, "supports", lambda q, d_v: False)
     assert mla.variant(gpu, 512) == mla.TL
+
+
+# --- on an sm_90 GPU: the Gluon kernel against the reference (skipped elsewhere) ---------------------
+
+def _on_hopper() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+@pytest.mark.skipif(not _on_hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("B, S, T, K, splits", [
+    (2, 3, 300, 2048, None),     # k > context: -1 padding; B > 1
+    (1, 2, 4097, 2048, 8),       # decode with split-K, odd T
+    (1, 257, 70000, 2048, 1),    # prefill rows, one split
+])
+def test_gluon_sparse_mla_matches_the_reference_on_hopper(monkeypatch, B, S, T, K, splits):
+    import torch
+
+    import kernels.reference as ref
+    from kernels.mla import gluon_sm90
+    from kernels.sparse_mla import sparse_mla
+
+    monkeypatch.setenv(gluon_sm90.ENV_SWITCH, "1")
+    g = torch.Generator(device="cuda").manual_seed(T)
+    q = torch.randn(B, S, 128, 576, device="cuda", generator=g).bfloat16()
+    kv = torch.randn(B, T, 576, device="cuda", generator=g).bfloat16()
+    idx = torch.randint(0, T, (B, S, K), device="cuda", generator=g, dtype=torch.int32)
+    idx[..., ::3] = -1                       # empty slots
+    idx[..., 1::7] = T + 5                    # out of range: ignored
+    idx[0, 0] = -1                            # a row with nothing selected: out 0, lse -inf
+    assert mla.variant(q, 512) == mla.GLUON_SM90
+    out = torch.full((B, S, 128, 512), float("nan"), dtype=q.dtype, device="cuda")
+    lse = torch.full((B, S, 128), float("nan"), device="cuda")
+    sparse_mla(q, kv, idx, sm_scale=192 ** -0.5, num_splits=splits, out=out, lse=lse)
+    want, want_lse = ref.sparse_mla(q, kv, idx, sm_scale=192 ** -0.5, d_v=512)
+    assert torch.isfinite(out).all()
+    rel = ((out.float() - want.float()).norm() / want.float().norm()).item()
+    assert rel < 2e-2, rel  # bf16 output and P rounding (~2^-9 each); indexing bugs give O(1)
+    assert (out[0, 0] == 0).all() and torch.isneginf(lse[0, 0]).all()
+    ok = torch.isfinite(want_lse)
+    assert torch.allclose(lse[ok], want_lse[ok], atol=5e-2)
