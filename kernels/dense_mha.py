@@ -196,6 +196,13 @@ def launch_mha(q, k, v, *, scale, q_start, out=None, select_bits=None):
     if B * S * H == 0:
         return out
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    from kernels.mha import GLUON_SM90, variant
+
+    if variant(q, k, v, out, masked=select_bits is not None) == GLUON_SM90:
+        from kernels.mha import gluon_sm90
+
+        gluon_sm90.launch(q, k, v, out, qk_scale=scale * LOG2E, q_start=q_start)
+        return out
     d_a = 1 << (D.bit_length() - 1)  # 192 -> 128 + 64: power-of-two tiles without padding to 256
     d_b = D - d_a
     cfg = mha_config(D, q.dtype, masked=select_bits is not None)

@@ -22,7 +22,7 @@ def dense_prepare(backend: str):
         if dense_form(w.point.phase) == "dense_mha":
             q, kk, v = w.mha_inputs()
             return Prepared(run=lambda: k.dense_mha(q, kk, v, sm_scale=m.sm_scale, q_start=w.q_start),
-                            variant=f"mha:{backend}")
+                            variant=mha_variant(backend, q, kk, v))
         q, kv = w.mla_inputs()
         return Prepared(run=lambda: k.dense_mla(q, kv, sm_scale=m.sm_scale, d_v=m.kv_lora_rank, q_start=w.q_start),
                         variant=mla_variant(backend, q, m.kv_lora_rank))
@@ -44,6 +44,15 @@ class _TorchTopk:
 
             return make_dsa_attention(kernels.lightning_indexer, topk_indices_torch, kernels.sparse_mla)
         return getattr(kernels, name)
+
+
+def mha_variant(backend: str, q, k, v) -> str:
+    """'mha:<variant>' of this repository's MHA kernel for these inputs, 'mha:torch' for the reference."""
+    if backend == "torch":
+        return "mha:torch"
+    from kernels.mha import variant
+
+    return f"mha:{variant(q, k, v)}"
 
 
 def mla_variant(backend: str, q, d_v: int) -> str:

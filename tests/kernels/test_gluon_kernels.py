@@ -1,10 +1,9 @@
-"""The Gluon MLA kernel for Hopper, on a machine without a GPU: it compiles for sm_90 at every shape
-the dispatch sends it (sparse / dense, with and without split-K partials), fits the shared memory a
-block may take, does not spill, and its PTX keeps what it is designed around: async wgmma, producer
-and consumer register budgets (setmaxnreg), 16-byte cp.async gathers that arrive on mbarriers. A
-silent fallback to a plain loop would fail these. Correctness is checked on the GPU
-(`dsa-bench check-kernels`, tests/kernels with DSA_BENCH_MLA_GLUON=1); Gluon does not run in the
-interpreter."""
+"""The Gluon kernels for Hopper (MLA: kernels/mla/gluon_sm90.py; MHA: kernels/mha/gluon_sm90.py), on a
+machine without a GPU: each compiles for sm_90 at every shape the dispatch sends it, fits the shared
+memory a block may take, does not spill, and its PTX keeps what it is designed around: async wgmma,
+producer and consumer register budgets (setmaxnreg), 16-byte cp.async loads that arrive on mbarriers.
+A silent fallback to a plain loop would fail these. Correctness is checked on an sm_90 GPU (the
+tests at the end, `dsa-bench check-kernels`); Gluon does not run in the interpreter."""
 from __future__ import annotations
 
 import json
@@ -26,16 +25,24 @@ ROOT = Path(__file__).resolve().parents[2]
 SM90_MAX_SHARED = 232448  # bytes a block may opt in to on sm_90 (227 KB)
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """Every variant the dispatch launches, compiled for sm_90 in a fresh process (see kernels/_gluon.py)."""
-    out = tmp_path_factory.mktemp("gluon_mla")
+def _compile_module(module: str, out: Path) -> Path:
+    """Every variant `module` launches, compiled for sm_90 in a fresh process (see kernels/_gluon.py)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(out / "cache")  # a real compile, not a cached one
-    r = subprocess.run([sys.executable, "-m", "kernels.mla.gluon_sm90", str(out)], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", module, str(out)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    return _compile_module("kernels.mla.gluon_sm90", tmp_path_factory.mktemp("gluon_mla"))
+
+
+@pytest.fixture(scope="module")
+def compiled_mha(tmp_path_factory):
+    return _compile_module("kernels.mha.gluon_sm90", tmp_path_factory.mktemp("gluon_mha"))
 
 
 def load(out: Path, name: str):
@@ -64,23 +71,43 @@ def ptxas_report(ptx: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("name", ["sparse-prefill", "sparse-decode-split", "dense-decode-split"])
 def test_gluon_mla_compiles_for_sm90_as_designed(compiled, name, tmp_path):
     c = load(compiled, name)
-    assert c.shared_bytes <= SM90_MAX_SHARED, f"{c.shared_bytes} B of shared memory"
-    assert "ttg.warp_specialize" in c.ttgir
-    # 2 warpgroups x (32 NoPE + 4 RoPE k-steps of QK^T + 4 of PV) wgmma instructions per block
+    assert_warp_specialized(c)
+    # per warpgroup and key block: QK^T 512 + 64 deep (32 + 4 k-steps), PV 64 keys (4)
     assert c.count(r"wgmma\.mma_async\.sync\.aligned") >= 40
-    regs = c.setmaxnreg
-    assert ("dec", 24) in regs and ("inc", 56) in regs, regs  # the producer gives its registers away
-    consumer = [n for kind, n in regs if n > 56]
-    assert consumer and min(consumer) >= 200, regs  # and the consumers get them
-    assert c.count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 0x10") == 36  # 576 x 64 x 2 B / 128 threads / 16 B
-    assert c.count(r"cp\.async\.mbarrier\.arrive\.noinc") >= 1
-    assert c.count(r"mbarrier\.try_wait") >= 2
-    report = ptxas_report(c.ptx, tmp_path)
+    # 64 latents x 576 bf16 per block over 128 producer threads, 16 bytes each
+    assert c.count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 0x10") == 36
+    assert_no_spills(c.ptx, tmp_path)
+
+
+def assert_no_spills(ptx: str, tmp_path: Path) -> None:
+    report = ptxas_report(ptx, tmp_path)
     spills = [int(x) for x in re.findall(r"(\d+) bytes spill stores", report)]
     assert spills and max(spills) == 0, report
 
 
+def assert_warp_specialized(c) -> None:
+    assert c.shared_bytes <= SM90_MAX_SHARED, f"{c.shared_bytes} B of shared memory"
+    assert "ttg.warp_specialize" in c.ttgir
+    regs = c.setmaxnreg
+    assert ("dec", 24) in regs and ("inc", 56) in regs, regs  # the producer gives its registers away
+    consumer = [n for kind, n in regs if n > 56]
+    assert consumer and min(consumer) >= 200, regs  # and the consumers get them
+    assert c.count(r"cp\.async\.mbarrier\.arrive\.noinc") >= 1 and c.count(r"mbarrier\.try_wait") >= 2
+
+
+def test_gluon_mha_compiles_for_sm90_as_designed(compiled_mha, tmp_path):
+    c = load(compiled_mha, "mha-causal")
+    assert_warp_specialized(c)
+    # per warpgroup and key block: QK^T 128 + 64 deep (8 + 4 k-steps), PV 128 keys (8)
+    assert c.count(r"wgmma\.mma_async\.sync\.aligned") >= 20
+    # K 128 x 192 and V 128 x 128 bf16 per block over 128 producer threads, 16 bytes each
+    assert c.count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 0x10") == 40
+    assert_no_spills(c.ptx, tmp_path)
+
+
 def test_dispatch_keeps_the_tl_kernel_unless_asked_and_supported(monkeypatch):
+    from kernels import mha
+    from kernels.mha import gluon_sm90 as mha_gluon
     from kernels.mla import gluon_sm90
 
     cpu = SimpleNamespace(is_cuda=False)
@@ -92,6 +119,12 @@ def test_dispatch_keeps_the_tl_kernel_unless_asked_and_supported(monkeypatch):
     assert mla.variant(gpu, 512) == mla.GLUON_SM90 and mla.variant(cpu, 512) == mla.TL
     monkeypatch.setattr(gluon_sm90, "supports", lambda q, d_v: False)
     assert mla.variant(gpu, 512) == mla.TL
+    monkeypatch.setattr(mha_gluon, "supports", lambda q, k, v: True)
+    monkeypatch.delenv(mha_gluon.ENV_SWITCH, raising=False)
+    assert mha.variant(gpu, gpu, gpu) == mha.TL
+    monkeypatch.setenv(mha_gluon.ENV_SWITCH, "1")
+    assert mha.variant(gpu, gpu, gpu) == mha.GLUON_SM90
+    assert mha.variant(gpu, gpu, gpu, masked=True) == mha.TL and mha.variant(cpu, cpu, cpu) == mha.TL
 
 
 # --- on an sm_90 GPU: the Gluon kernel against the reference (skipped elsewhere) ---------------------
@@ -134,3 +167,29 @@ def test_gluon_sparse_mla_matches_the_reference_on_hopper(monkeypatch, B, S, T, 
     assert (out[0, 0] == 0).all() and torch.isneginf(lse[0, 0]).all()
     ok = torch.isfinite(want_lse)
     assert torch.allclose(lse[ok], want_lse[ok], atol=5e-2)
+
+
+@pytest.mark.skipif(not _on_hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("B, S, T", [(1, 1000, 1000), (2, 300, 5000), (1, 4096, 20000)])
+def test_gluon_mha_matches_the_reference_on_hopper(monkeypatch, B, S, T):
+    """Causal prefill (S = T, odd) and chunked-prefill steps (S < T: q_start = T - S), B > 1."""
+    import torch
+
+    import kernels.reference as ref
+    from kernels.dense_mha import dense_mha
+    from kernels.mha import gluon_sm90 as mha_gluon
+
+    monkeypatch.setenv(mha_gluon.ENV_SWITCH, "1")
+    g = torch.Generator(device="cuda").manual_seed(S)
+    q = torch.randn(B, S, 16, 192, device="cuda", generator=g).bfloat16()
+    k = torch.randn(B, T, 16, 192, device="cuda", generator=g).bfloat16()
+    v = torch.randn(B, T, 16, 128, device="cuda", generator=g).bfloat16()
+    from kernels import mha
+
+    assert mha.variant(q, k, v) == mha.GLUON_SM90
+    out = torch.full((B, S, 16, 128), float("nan"), dtype=q.dtype, device="cuda")
+    dense_mha(q, k, v, sm_scale=192 ** -0.5, out=out)
+    want = ref.dense_mha(q, k, v, sm_scale=192 ** -0.5)
+    assert torch.isfinite(out).all()
+    rel = ((out.float() - want.float()).norm() / want.float().norm()).item()
+    assert rel < 2e-2, rel
