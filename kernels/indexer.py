@@ -84,6 +84,19 @@ def _indexer_kernel(
         tl.store(o_ptr + b * sob + s.to(tl.int64) * sos + offs_t * sot, sc, mask=t_ok & s_ok)
 
 
+TL, GLUON_SM90 = "tl", "gluon_sm90"
+
+
+def variant(q: torch.Tensor, k: torch.Tensor) -> str:
+    """Which indexer kernel runs: the warp-specialized Gluon one (kernels/indexer_gluon_sm90.py) on
+    sm_90 for DeepSeek's shapes when DSA_BENCH_INDEXER_GLUON=1 (until a GPU run has checked it), else tl."""
+    if not q.is_cuda:
+        return TL
+    from kernels import indexer_gluon_sm90 as g
+
+    return GLUON_SM90 if g.enabled() and g.supports(q, k) else TL
+
+
 def lightning_indexer(
     q: torch.Tensor,
     weights: torch.Tensor,
@@ -100,6 +113,11 @@ def lightning_indexer(
     if out.numel() == 0:
         return out
 
+    if variant(q, k) == GLUON_SM90:
+        from kernels import indexer_gluon_sm90
+
+        indexer_gluon_sm90.launch(q, weights, k, k_scale, out, q_start=d.q_start)
+        return out
     cfg = launch_config(CONFIG)
     hi_p = max(16, next_pow2(d.Hi))  # heads are the dot's N: >= 16 for tensor cores
     block_d = max(16, next_pow2(d.Di))

@@ -16,10 +16,10 @@ cp -n .carry/peers/* /tmp/carry/ 2>/dev/null
 python3 -m dsa_bench peers unpack /tmp/carry/peers.tar.xz.part* --out /tmp/peers && export DSA_BENCH_VLLM_DIR=/tmp/peers/.peers/vllm
 python3 -m dsa_bench peers --load 2>&1 | tee "$OUT/peers.txt"
 [ "$cmd" = setup ] && exit 0
-# Both Gluon kernels on the GPU, against the references (tests/kernels runs real bf16 dots here)
-DSA_BENCH_MLA_GLUON=1 DSA_BENCH_MHA_GLUON=1 TRITON_INTERPRET=0 python3 -m pytest -q tests/kernels/test_gluon_kernels.py \
-    tests/kernels/test_sparse_mla.py tests/kernels/test_dense_mla.py tests/kernels/test_dense_mha.py 2>&1 | tee "$OUT/pytest_gluon_h200.log" | tail -3
-DSA_BENCH_MLA_GLUON=1 DSA_BENCH_MHA_GLUON=1 python3 -m dsa_bench check-kernels --out "$OUT" | tail -2
+# The Gluon kernels on the GPU, against the references (tests/kernels runs real bf16 dots here)
+DSA_BENCH_MLA_GLUON=1 DSA_BENCH_MHA_GLUON=1 DSA_BENCH_INDEXER_GLUON=1 TRITON_INTERPRET=0 python3 -m pytest -q tests/kernels/test_gluon_kernels.py \
+    tests/kernels/test_sparse_mla.py tests/kernels/test_dense_mla.py tests/kernels/test_dense_mha.py tests/kernels/test_indexer.py 2>&1 | tee "$OUT/pytest_gluon_h200.log" | tail -3
+DSA_BENCH_MLA_GLUON=1 DSA_BENCH_MHA_GLUON=1 DSA_BENCH_INDEXER_GLUON=1 python3 -m dsa_bench check-kernels --out "$OUT" | tail -2
 for s in production-h200-step production-h200-decode; do
     python3 -m dsa_bench run "scenarios/$s.yaml" --out "$OUT/results" --no-report 2>&1 | tail -15
 done

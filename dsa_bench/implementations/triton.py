@@ -64,10 +64,20 @@ def mla_variant(backend: str, q, d_v: int) -> str:
     return f"mla:{variant(q, d_v)}"
 
 
+def dsa_variant(backend: str, w: Workload) -> str:
+    """'indexer:<variant>,mla:<variant>' of a DSA call on this repository's kernels."""
+    if backend == "torch":
+        return "torch"
+    from kernels.indexer import variant
+
+    iq, _, ik, _ = w.indexer_inputs()
+    return f"indexer:{variant(iq, ik)},{mla_variant(backend, w.mla_inputs()[0], w.model.kv_lora_rank)}"
+
+
 def dsa_prepare(backend: str):
     def prepare(w: Workload) -> Prepared:
         prepared = sparse_dsa(w, _TorchTopk() if backend == "triton-torchtopk" else kernels_for(backend))
-        prepared.variant = mla_variant(backend, w.mla_inputs()[0], w.model.kv_lora_rank)
+        prepared.variant = dsa_variant(backend, w)
         return prepared
 
     return prepare

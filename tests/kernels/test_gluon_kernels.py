@@ -1,4 +1,5 @@
-"""The Gluon kernels for Hopper (MLA: kernels/mla/gluon_sm90.py; MHA: kernels/mha/gluon_sm90.py), on a
+"""The Gluon kernels for Hopper (MLA: kernels/mla/gluon_sm90.py; MHA: kernels/mha/gluon_sm90.py; the
+lightning indexer: kernels/indexer_gluon_sm90.py), on a
 machine without a GPU: each compiles for sm_90 at every shape the dispatch sends it, fits the shared
 memory a block may take, does not spill, and its PTX keeps what it is designed around: async wgmma,
 producer and consumer register budgets (setmaxnreg), 16-byte cp.async loads that arrive on mbarriers.
@@ -105,6 +106,25 @@ def test_gluon_mha_compiles_for_sm90_as_designed(compiled_mha, tmp_path):
     assert_no_spills(c.ptx, tmp_path)
 
 
+@pytest.fixture(scope="module")
+def compiled_indexer(tmp_path_factory):
+    return _compile_module("kernels.indexer_gluon_sm90", tmp_path_factory.mktemp("gluon_indexer"))
+
+
+@pytest.mark.parametrize("name, k_steps", [("indexer-fp8", 4), ("indexer-bf16", 8)])
+def test_gluon_indexer_compiles_for_sm90_as_designed(compiled_indexer, name, k_steps, tmp_path):
+    c = load(compiled_indexer, name)
+    assert c.shared_bytes <= SM90_MAX_SHARED and "ttg.warp_specialize" in c.ttgir
+    regs = c.setmaxnreg
+    assert ("dec", 48) in regs or ("inc", 48) in regs, regs  # the producer's small budget
+    assert sum(1 for _, n in regs if n >= 224) >= 2, regs  # two consumer warpgroups with most registers
+    # 256 keys (4 x m64) x Di = 128 (k-steps of 32 fp8 / 16 bf16) per query, in each consumer partition
+    assert c.count(r"wgmma\.mma_async\.sync\.aligned") == 2 * 4 * k_steps
+    assert c.count(r"cp\.async\.cg\.shared\.global \[[^]]+\], \[[^]]+\], 0x10") == 64 * 128 * (2 if "bf16" in name else 1) // 128 // 16
+    assert c.count(r"cp\.async\.mbarrier\.arrive\.noinc") >= 1
+    assert_no_spills(c.ptx, tmp_path)
+
+
 def test_dispatch_keeps_the_tl_kernel_unless_asked_and_supported(monkeypatch):
     from kernels import mha
     from kernels.mha import gluon_sm90 as mha_gluon
@@ -193,3 +213,36 @@ def test_gluon_mha_matches_the_reference_on_hopper(monkeypatch, B, S, T):
     assert torch.isfinite(out).all()
     rel = ((out.float() - want.float()).norm() / want.float().norm()).item()
     assert rel < 2e-2, rel
+
+
+@pytest.mark.skipif(not _on_hopper(), reason="needs an sm_90 GPU")
+@pytest.mark.parametrize("B, S, T, fp8", [(1, 100, 1000, True), (2, 33, 5000, True), (1, 257, 70000, False)])
+def test_gluon_indexer_matches_the_reference_on_hopper(monkeypatch, B, S, T, fp8):
+    """Prefill rows at the end of the context (q_start = T - S), odd sizes, -inf pattern exact."""
+    import torch
+
+    import kernels.reference as ref
+    from kernels import indexer_gluon_sm90
+    from kernels.indexer import GLUON_SM90, lightning_indexer, variant
+
+    monkeypatch.setenv(indexer_gluon_sm90.ENV_SWITCH, "1")
+    g = torch.Generator(device="cuda").manual_seed(T)
+    q = torch.randn(B, S, 64, 128, device="cuda", generator=g)
+    k = torch.randn(B, T, 128, device="cuda", generator=g)
+    w = torch.randn(B, S, 64, device="cuda", generator=g) / 64
+    ks = None
+    if fp8:
+        ks = k.abs().amax(-1) / 448
+        q, k = q.clamp(-448, 448).to(torch.float8_e4m3fn), (k / ks[..., None]).to(torch.float8_e4m3fn)
+    else:
+        q, k = q.bfloat16(), k.bfloat16()
+    assert variant(q, k) == GLUON_SM90
+    out = torch.full((B, S, T), float("nan"), device="cuda")
+    lightning_indexer(q, w, k, k_scale=ks, out=out)
+    want = ref.lightning_indexer(q, w, k, k_scale=ks)
+    fin = torch.isfinite(want)
+    assert torch.equal(fin, torch.isfinite(out))
+    rel = ((out[fin] - want[fin]).norm() / want[fin].norm()).item()
+    # the self-check's tolerances (dsa_bench/selfcheck/indexer.py): bf16 products are exact in fp32,
+    # fp8 tensor cores accumulate with fewer bits
+    assert rel < (5e-2 if fp8 else 1e-2), rel
