@@ -79,6 +79,7 @@ def _scores(W, KS, OUT, stride_wb, stride_ws, stride_ksb, stride_ob, stride_os, 
         s = s0 + j
         pos = q_start + s  # the last key this query sees
         mbarrier.wait(full.index(st), (j // STAGES) & 1)
+        fence_async_shared()  # cp.async wrote in the generic proxy; wgmma reads in the async one
         if pos >= t0:
             acc = warpgroup_mma(k_smem, q_ring.index(st).permute((1, 0)), zero, use_acc=False, is_async=True)
             w = gl.load(W + b * stride_wb + gl.where(s < S, s, 0).to(gl.int64) * stride_ws + heads)

@@ -78,6 +78,7 @@ def _consumer(qa_smem, qb_smem, ka_ring, kb_ring, v_ring, full, empty, m0, q_sta
     for i in range(gl.cdiv(hi, BLOCK_N)):
         st = i % STAGES
         mbarrier.wait(full.index(st), (i // STAGES) & 1)
+        fence_async_shared()  # cp.async wrote in the generic proxy; wgmma reads in the async one
         s = warpgroup_mma(qa_smem, ka_ring.index(st).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         s = warpgroup_mma(qb_smem, kb_ring.index(st).permute((1, 0)), s, is_async=True)
         cols = i * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_l))

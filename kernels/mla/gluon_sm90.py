@@ -106,6 +106,7 @@ def _consumer(IDX, idx_base, lo, hi, T, qk_scale, qn_smem, qr_smem, kn_ring, kr_
     for i in range(n_blocks):
         st = i % STAGES
         mbarrier.wait(full.index(st), (i // STAGES) & 1)
+        fence_async_shared()  # cp.async wrote in the generic proxy; wgmma reads in the async one
         kn = kn_ring.index(st)
         s = warpgroup_mma(qn_smem, kn.permute((1, 0)), s_zero, use_acc=False, is_async=True)
         s = warpgroup_mma(qr_smem, kr_ring.index(st).permute((1, 0)), s, is_async=True)
