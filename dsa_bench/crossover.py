@@ -30,6 +30,14 @@ class Crossing:
     last: float = math.nan
     wins: tuple[float, ...] = ()  # the sampled x where DSA is at or below dense
 
+    @property
+    def bracket_ratio(self) -> float:
+        """How far apart the bracketing samples are (hi / lo; inf without a bracket or from 0): the
+        resolution of the crossover, whatever the interpolation says."""
+        if self.bracket is None or self.bracket[0] <= 0:
+            return math.inf
+        return self.bracket[1] / self.bracket[0]
+
 
 def crossing(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float],
              scale: Literal["log", "linear"] = "log") -> Crossing:
@@ -69,6 +77,11 @@ def fmt_context(x: float) -> str:
     if x >= 1024:
         return f"{float(f'{x / 1024:.3g}'):g}K"
     return f"{float(f'{x:.3g}'):g}"
+
+
+def fmt_bracket(bracket: tuple[float, float]) -> str:
+    """'between 16K and 64K': where a crossover is known to lie."""
+    return f"between {fmt_context(bracket[0])} and {fmt_context(bracket[1])}"
 
 
 def crossing_position(x: Sequence[float], dense: Sequence[float], dsa: Sequence[float]) -> Optional[float]:

@@ -27,7 +27,7 @@ RESULT_COLUMNS = [
     "kv_cache_bytes", "flops", "bytes", "tflops", "gbps", "dtype", "indexer_dtype", "device", "timing",
     "point_rows", "usd_per_million_tokens", "gpu_hour_usd", "sm_clock_mhz", "sm_clock_min_mhz",
     "sm_clock_max_mhz", "gpu_temp_c", "throttled", "worker", "attention_mode",
-    "kernel_variant",
+    "kernel_variant", "refinement",
 ]
 SAMPLE_COLUMNS = ["implementation", "phase", "stage", "batch", "context", "topk", "chunk", "sample", "ms"]
 STATUSES = ("ok", "oom", "wrong", "error", "skipped")

@@ -1,4 +1,5 @@
-"""The headline crossover interval: resolved only when resampled timings agree (module docstring)."""
+"""The headline crossover interval: resolved only when resampled timings agree, and never narrower than
+the measured contexts it lies between (module docstring)."""
 import numpy as np
 
 from dsa_bench.report.headline import crossover_interval
@@ -18,14 +19,32 @@ def test_overlapping_series_give_no_crossover_resolved():
     assert got["message"].startswith("no crossover resolved")
 
 
-def test_separated_series_give_an_interval_around_the_point_estimate():
-    ctx = [1024.0, 4096.0, 16384.0]
-    dsa = _samples([2.0, 2.0, 2.0], 0.01, 3)       # dense grows past DSA between 1K and 4K
-    dense = _samples([1.0, 4.0, 16.0], 0.01, 4)
+def test_far_apart_points_report_the_bracket_as_the_interval():
+    """Timing noise of 1% says nothing about where between 16K and 64K the curves cross: the bracket is
+    the interval, the interpolation is named as such, and the tight bootstrap is only beside it."""
+    ctx = [4096.0, 16384.0, 65536.0]
+    dsa = _samples([8.0, 20.0, 100.0], 0.01, 3)  # dense = L^2 / 2^25, DSA ~ L^1.16: cross near 26K
+    dense = _samples([0.5, 8.0, 128.0], 0.01, 4)
     got = crossover_interval(ctx, dsa, dense)
-    assert got["status"] == "crosses"
-    assert got["low"] <= got["context"] <= got["high"] and 1024 < got["low"] and got["high"] < 4096
-    assert "90% interval" in got["message"]
+    assert got["status"] == "crosses" and got["interval_from"] == "bracket"
+    assert (got["low"], got["high"]) == (16384, 65536) and got["bracket"] == [16384, 65536]
+    b_lo, b_hi = got["bootstrap"]
+    assert 16384 < b_lo <= got["context"] <= b_hi < 65536 and b_hi / b_lo < 1.2  # noise alone: narrow
+    assert got["message"].startswith("DSA is faster from a context between 16K and 64K (log-log interpolation: ~")
+    assert "90% interval" not in got["message"]
+
+
+def test_a_narrow_bracket_reports_the_wider_bootstrap_interval():
+    """Refined points 1.6% apart with 5% timing noise: the noise is the larger uncertainty."""
+    ctx = [5000.0, 6050.0, 6150.0, 8000.0]
+    dense = _samples([(x / 6100) ** 2 for x in ctx], 0.05, 7)  # cross at 6100
+    dsa = _samples([(x / 6100) ** 0.5 for x in ctx], 0.05, 8)
+    got = crossover_interval(ctx, dsa, dense)
+    assert got["status"] == "crosses" and got["bracket"] == [6050, 6150]
+    assert got["interval_from"] in ("bootstrap", "bracket and bootstrap")
+    assert got["low"] < 6050 and got["high"] > 6150 and got["low"] < 6100 < got["high"]
+    assert got["message"].startswith("DSA is faster from context ≈ ")
+    assert "90% interval" in got["message"] and "measured between 5.91K and 6.01K" in got["message"]
 
 
 def test_always_faster_stays_always_faster():
@@ -41,5 +60,5 @@ def test_crossover_stated_to_three_digits():
 
     assert [fmt_context(x) for x in (47497, 686, 1500, 131072)] == ["46.4K", "686", "1.46K", "128K"]
     c = find_crossover([1024, 2048, 4096], [2.0, 2.0, 2.0], [1.0, 1.9, 4.0])
-    assert "≈ 2.13K" in c.message or "≈ 2.1" in c.message
-    assert "," not in c.message.split("≈")[1].split(" on")[0]
+    assert c.message.endswith("between 2K and 4K (log-log interpolation: ~2.1K)")  # 2148 tokens
+    assert "," not in c.message

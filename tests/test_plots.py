@@ -15,7 +15,7 @@ import pytest
 
 from dsa_bench.costmodel.model import crossing_position
 from dsa_bench.ops import STAGES
-from dsa_bench.crossover import fmt_context
+from dsa_bench.crossover import fmt_bracket, fmt_context
 from dsa_bench.report import crossover
 from dsa_bench.report.load import load_run
 from dsa_bench.report.plots import (
@@ -270,7 +270,8 @@ def test_plots_use_the_single_crossover_helpers(tmp_path, monkeypatch):
         c = real_find(m["context"].astype(float), m["latency_ms"], m["dense_ms"])
         assert c.context is not None
         labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert f"crossover: dsa-triton k={k} faster from L ≈ {st.fmt_tokens(c.context)} (interpolated)" in labels
+        assert (f"crossover: dsa-triton k={k} faster from L {fmt_bracket(c.bracket)} "
+                f"(log-log interpolation: ~{fmt_context(c.context)})") in labels
     assert not any("faster from" in t.get_text() for t in ax.texts)  # in the legend, not on the data
 
     heat_calls = calls["measured"]

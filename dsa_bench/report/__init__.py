@@ -287,12 +287,20 @@ def _env_rows(run: Run) -> list[tuple[str, str]]:
 
 
 def _crossover_rows(cross: pd.DataFrame) -> list[dict[str, str]]:
+    from dsa_bench.crossover import fmt_context
+
     out = []
     for _, c in cross.iterrows():
+        bracket = "-"
+        if math.isfinite(c["bracket_low"]):
+            bracket = f"{fmt_context(c['bracket_low'])}-{fmt_context(c['bracket_high'])}"
+            if c["refinement_points"]:
+                bracket += f" ({c['refinement_points']} refinement point{'s' if c['refinement_points'] > 1 else ''})"
         out.append({"dsa_impl": c["dsa_impl"], "dense_impls": c["dense_impls"], "phase": c["phase"],
                     "batch": str(c["batch"]), "topk": c["topk"],
-                    "crossover": f"{c['crossover_context']:,.0f}" if math.isfinite(c["crossover_context"]) else "none in range",
-                    "bracket": c["bracket"] or "-", "message": c["message"]})
+                    "crossover": f"~{fmt_context(c['crossover_context'])} (log-log interpolation)"
+                    if math.isfinite(c["crossover_context"]) else "none in range",
+                    "bracket": bracket, "message": c["message"]})
     return out
 
 

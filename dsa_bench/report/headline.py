@@ -4,13 +4,16 @@ Each headline gives DSA's speedup over the best dense baseline at the largest co
 the crossover context with an interval, the indexer / top-k / sparse MLA shares of DSA's stage
 time there, and attention-only $ per million tokens of dense and DSA (GPU runs).
 
-Crossover interval: the raw samples of every point are resampled with replacement (BOOTSTRAP
-times, fixed seed), medians recomputed, and the crossover found again on each replicate with the
-same rule as the point estimate (dsa_bench.report.crossover). If fewer than RESOLVED of the
-replicates agree with the point estimate's status, or, for a crossing, the replicates do not all
-bracket it between the same two measured contexts, the answer is "no crossover resolved": the
-medians are too close for the data to say. Otherwise the interval is the replicates' 5th-95th
-percentile.
+Crossover interval: an interval is only as narrow as the evidence. The crossover lies between two
+measured contexts (its bracket); where it lies inside them is a log-log interpolation. The timing
+noise is measured by a bootstrap: the raw samples of every point are resampled with replacement
+(BOOTSTRAP times, fixed seed), medians recomputed, and the crossover found again on each replicate
+with the same rule (dsa_bench.report.crossover). If fewer than RESOLVED of the replicates agree with
+the point estimate's status, the answer is "no crossover resolved": the medians are too close for
+the data to say. Otherwise the stated interval is the wider of the two, the bracket and the
+replicates' 5th-95th percentile (both ends, when neither holds the other): far-apart measured
+contexts give "between 16K and 64K (log-log interpolation: ~26K)"; a bracket narrowed by
+`--refine-crossover` gives the bootstrap interval when the noise is the larger uncertainty.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from dsa_bench.crossover import fmt_context
-from dsa_bench.report.crossover import find_crossover
+from dsa_bench.crossover import fmt_bracket, fmt_context
+from dsa_bench.report.crossover import Crossover, find_crossover, refinement_points, several_crossings
 from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, best_dense, main_implementations, topk_label
 
 BOOTSTRAP = 200
@@ -30,10 +33,9 @@ RESOLVED = 0.9
 
 def crossover_interval(contexts: list[float], dsa_samples: list[np.ndarray], dense_samples: list[np.ndarray],
                        seed: int = 0) -> dict[str, Any]:
-    """Point crossover from medians plus a bootstrap interval (see the module docstring)."""
+    """Point crossover from medians, its bracket and a bootstrap interval (see the module docstring)."""
     med = find_crossover(contexts, [np.median(s) for s in dsa_samples], [np.median(s) for s in dense_samples])
-    out: dict[str, Any] = {"status": med.status, "context": med.context, "low": None, "high": None,
-                           "message": med.message}
+    out = crossover_record(med)
     if med.status == "insufficient" or any(len(s) == 0 for s in dsa_samples + dense_samples):
         return out
     rng = np.random.default_rng(seed)
@@ -42,18 +44,42 @@ def crossover_interval(contexts: list[float], dsa_samples: list[np.ndarray], den
         a = [np.median(rng.choice(s, len(s))) for s in dsa_samples]
         d = [np.median(rng.choice(s, len(s))) for s in dense_samples]
         c = find_crossover(contexts, a, d)
-        if c.status == med.status and (c.status != "crosses" or c.bracket == med.bracket):
+        if c.status == med.status:  # a replicate may cross in a neighbouring bracket: that is noise too
             agree += 1
             if c.context is not None:
                 ctxs.append(c.context)
     if agree < RESOLVED * BOOTSTRAP:
-        out.update(status="unresolved", context=None,
+        out.update(status="unresolved", context=None, low=None, high=None, interval_from=None,
                    message=f"no crossover resolved: only {agree} of {BOOTSTRAP} resamples of the timings "
                            f"agree ({med.message.split(':')[0]}); the medians are too close to call")
     elif ctxs:
-        out.update(low=float(np.percentile(ctxs, 5)), high=float(np.percentile(ctxs, 95)))
-        out["message"] = (f"DSA is faster from context ≈ {fmt_context(med.context)} on "
-                          f"(90% interval {fmt_context(out['low'])}-{fmt_context(out['high'])}, bootstrap of the samples)")
+        boot = (float(np.percentile(ctxs, 5)), float(np.percentile(ctxs, 95)))
+        out.update(crossover_record(med, boot))
+    return out
+
+
+def crossover_record(c: Crossover, bootstrap: Optional[tuple[float, float]] = None) -> dict[str, Any]:
+    """The crossover as summary.json and the answer box state it: the interval is the wider of the
+    bracket and the bootstrap interval (their envelope), and the message says which it is."""
+    out: dict[str, Any] = {"status": c.status, "context": c.context, "low": None, "high": None,
+                           "bracket": list(c.bracket) if c.bracket else None,
+                           "bootstrap": list(bootstrap) if bootstrap else None, "interval_from": None,
+                           "crossings": c.crossings, "message": c.message}
+    if c.status != "crosses":
+        return out
+    a, b = c.bracket
+    lo, hi = (a, b) if bootstrap is None else (min(a, bootstrap[0]), max(b, bootstrap[1]))
+    out.update(low=float(lo), high=float(hi))
+    x = fmt_context(c.context)
+    if (lo, hi) == (a, b):
+        out["interval_from"] = "bracket"
+        noise = f"; bootstrap of the samples: {fmt_context(bootstrap[0])}-{fmt_context(bootstrap[1])}" if bootstrap else ""
+        msg = f"DSA is faster from a context {fmt_bracket((a, b))} (log-log interpolation: ~{x}{noise})"
+    else:
+        out["interval_from"] = "bootstrap" if lo <= a and hi >= b else "bracket and bootstrap"
+        msg = (f"DSA is faster from context ≈ {x} on (90% interval {fmt_context(lo)}-{fmt_context(hi)}, "
+               f"bootstrap of the samples; measured {fmt_bracket((a, b))})")
+    out["message"] = msg + several_crossings(c.crossings)
     return out
 
 
@@ -86,10 +112,10 @@ def headlines(run: Run) -> list[dict[str, Any]]:
             dsa_s = [_samples(run, impl, phase, int(batch), int(c), topk) for c in m["context"]]
             dense_s = [_samples(run, d, phase, int(batch), int(c), None) for d, c in zip(m["dense_impl"], m["context"])]
             if any(len(x) == 0 for x in dsa_s + dense_s):  # no raw samples: medians only
-                c = find_crossover(ctx, m["latency_ms"], m["dense_ms"])
-                cross = {"status": c.status, "context": c.context, "low": None, "high": None, "message": c.message}
+                cross = crossover_record(find_crossover(ctx, m["latency_ms"], m["dense_ms"]))
             else:
                 cross = crossover_interval(ctx, dsa_s, dense_s)
+            cross["refinement_points"] = refinement_points(m)
             shares = _shares(run, impl, phase, int(batch), int(last["context"]), topk)
             tokens = int(last["query_tokens"]) * int(batch) if pd.notna(last.get("query_tokens")) else None
             out.append({

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from dsa_bench.crossover import fmt_bracket, fmt_context
 from dsa_bench.report import crossover
 from dsa_bench.report.fit import fit_power_law
 from dsa_bench.report.load import Run, best_dense, main_implementations, topk_label
@@ -85,7 +86,7 @@ def crossovers(sub: pd.DataFrame, best: pd.DataFrame, ks: list[int]) -> list[dic
                 continue
             m = g.merge(best, on=["phase", "batch", "context"])
             c = crossover.find_crossover(m["context"].astype(float), m["latency_ms"], m["dense_ms"])
-            out.append(dict(impl=impl, k=int(k), context=c.context, status=c.status))
+            out.append(dict(impl=impl, k=int(k), context=c.context, status=c.status, bracket=c.bracket))
     return out
 
 
@@ -147,7 +148,8 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
             if c["context"] is None:
                 continue
             ax.axvline(c["context"], color=kcolor[c["k"]], lw=1.2, ls=":", zorder=1,
-                       label=f"crossover: {c['impl']} k={c['k']} faster from L ≈ {st.fmt_tokens(c['context'])} (interpolated)")
+                       label=f"crossover: {c['impl']} k={c['k']} faster from L {fmt_bracket(c['bracket'])} "
+                             f"(log-log interpolation: ~{fmt_context(c['context'])})")
         st.context_axis(ax, sub["context"])
         st.value_axis(ax, st.fmt_ms_tick)
         ax.set_xlabel("context length L (tokens)")

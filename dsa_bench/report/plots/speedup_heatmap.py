@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 
+from dsa_bench.crossover import fmt_context
 from dsa_bench.report import crossover
 from dsa_bench.report.load import Run, best_dense, dense_baselines, main_implementations, topk_label
 from dsa_bench.report.plots import _style as st
@@ -44,8 +45,8 @@ def speedup_panels(ok_total: pd.DataFrame) -> list[tuple[str, str, int, pd.DataF
 def row_crossing(g: pd.DataFrame) -> str:
     """The crossover text of one k's row (crossover.find_crossover, the report's rule)."""
     c = crossover.find_crossover(g["context"].astype(float), g["latency_ms"], g["dense_ms"])
-    if c.context is not None:
-        return f"wins from ≈{c.context:,.0f}"
+    if c.context is not None:  # the measured bracket, then the interpolation inside it
+        return f"wins from {fmt_context(c.bracket[0])}-{fmt_context(c.bracket[1])} (~{fmt_context(c.context)})"
     return {"always_faster": "wins everywhere", "never_faster": "never wins"}.get(c.status, "")
 
 
