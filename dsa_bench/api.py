@@ -72,7 +72,8 @@ def run_scenario(
 ) -> RunOutcome:
     """Measure every (point, implementation), write results.csv / samples.csv / run.json, the cost
     curves when the scenario asks for them (priced on the full model, not the CPU stand-in) and
-    summary.json (a `phase: quality` scenario trains and evaluates its indexer instead, reporting each
+    summary.json; with `refine_crossover`, each crossover's bracket is then narrowed by measuring new
+    contexts inside it (dsa_bench/refine.py; outcome.notes says where each ended). A `phase: quality` scenario trains and evaluates its indexer instead, reporting each
     step to on_train_step(step, total, stage, kl_loss)). Raises RunInterrupted on Ctrl-C / SIGTERM; ValueError / OSError / ScenarioError on
     bad input before anything is measured; CostModelError when the curves cannot be written after it.
     """
@@ -95,14 +96,25 @@ def run_scenario(
 
     in_main = _is_main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
-    try:
+    def measure(tasks=None) -> None:
+        """The sweep (tasks None) or one refinement round, on Ray or here."""
         if ray_address is not None:
             from dsa_bench.distributed import run_on_ray
 
             run_on_ray(s, scenario_file=scenario_file, device=dev, store=store, done=done, address=ray_address,
-                       gpus_per_point=gpus_per_point, keep=keep, on_progress=on_progress, on_point_done=on_point_done)
+                       gpus_per_point=gpus_per_point, keep=keep, tasks=tasks, on_progress=on_progress,
+                       on_point_done=on_point_done)
         else:
-            runner.Runner(s, dev, store, on_progress=on_progress, on_point_done=on_point_done, keep=keep).run(done)
+            runner.Runner(s, dev, store, on_progress=on_progress, on_point_done=on_point_done, keep=keep).run(done, tasks)
+
+    refine_notes: list[str] = []
+    try:
+        measure()
+        if s.refine_crossover is not None:
+            from dsa_bench.refine import refine_crossovers
+
+            rc = s.refine_crossover
+            refine_notes = refine_crossovers(store.dir, s.implementations, rc.tolerance, rc.max_points, measure, keep)
     except KeyboardInterrupt:
         runner.finish_run(store, dev, "interrupted")
         raise RunInterrupted(store.dir) from None
@@ -110,7 +122,8 @@ def run_scenario(
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     runner.finish_run(store, dev, "complete")
-    outcome = RunOutcome(run_dir=store.dir, device=dev.type, rows=store.rows(), resumed_points=len(done))
+    outcome = RunOutcome(run_dir=store.dir, device=dev.type, rows=store.rows(), resumed_points=len(done),
+                         notes=[f"refinement: {n}" for n in refine_notes])
     priced = cost_scenario(scenario, dev.type, outcome.rows)
     if priced is not None:
         import pandas as pd

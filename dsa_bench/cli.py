@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dsa_bench.scenario import ScenarioError, load_scenario
+from dsa_bench.scenario import RefineCrossover, ScenarioError, load_scenario
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True,
@@ -22,6 +22,7 @@ err = Console(stderr=True)
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 EXIT_OK, EXIT_FAILED_POINTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+REFINE_DEFAULT = RefineCrossover.model_fields["tolerance"].default
 
 
 class GateOn(str, Enum):
@@ -127,6 +128,11 @@ def run(
     ray_address: Optional[str] = typer.Option(None, "--ray", metavar="local|ADDRESS",
                                               help="spread the points over Ray workers (needs `pip install -e \".[ray]\"`)"),
     gpus_per_point: float = typer.Option(1.0, "--gpus-per-point", min=0.01, help="with --ray: GPUs a point's task asks for"),
+    refine: Optional[float] = typer.Option(
+        None, "--refine-crossover", metavar="[TOL]",
+        help=f"after the sweep, measure DSA and its dense baseline at new contexts inside each crossover's bracket "
+             f"until it is within TOL (default {REFINE_DEFAULT:g} = {REFINE_DEFAULT:.0%}); sets the scenario's "
+             "refine_crossover.tolerance"),
 ) -> None:
     """Run a scenario: check, time and record every (point, implementation); then report.
 
@@ -137,6 +143,8 @@ def run(
     if report_out is None:
         report_out = Path("reports") if out == Path("results") else out / "reports"
     console.stderr = json_out  # with --json, stdout carries only the JSON summary
+    if refine is not None:  # validated with the file, so a bad TOL is named like a bad field
+        set_ = [*set_, f"refine_crossover.tolerance={refine!r}"]
     try:
         s = load_scenario(scenario, set_)
     except ScenarioError as e:
@@ -310,6 +318,11 @@ def _print_plan(s, device: str, keep=None) -> None:
     console.print(f"timing takes at most ~{len(tasks) * per / 60:.1f} min ({len(tasks)} pairs x "
                   f"(warmup_ms + max_time_ms){' x 4 with DSA stages' if m.stages else ''}), plus compiles, "
                   "input generation and correctness checks", highlight=False)
+    if s.refine_crossover is not None:
+        rc = s.refine_crossover
+        console.print(f"then crossover refinement: per crossing (DSA, phase, batch, k), up to {rc.max_points} new "
+                      f"contexts inside its bracket (that DSA implementation and its dense baseline only) until the "
+                      f"bracket is within {rc.tolerance:.0%}", highlight=False)
 
 
 @app.command()
@@ -481,8 +494,24 @@ def peers_unpack(
     console.print(f"unpacked under {out}", highlight=False)
 
 
+def with_optional_values(args: list[str], option: str = "--refine-crossover",
+                         default: str = repr(REFINE_DEFAULT)) -> list[str]:
+    """`--refine-crossover` given without a number gets the default (Typer has no options whose value
+    is optional): `run S.yaml --refine-crossover` means `--refine-crossover 0.1`."""
+    out = []
+    for i, a in enumerate(args):
+        out.append(a)
+        if a == option:
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            try:
+                float(nxt)
+            except ValueError:
+                out.append(default)
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=with_optional_values(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from dsa_bench.scenario import Scenario
 
 
 def _measure_in_worker(scenario_json: dict, scenario_dir: Optional[str], device_type: str,
-                       impl_name: str, point: tuple) -> tuple[list[dict], list[dict], dict[str, Any]]:
+                       impl_name: str, point: tuple, refinement: Optional[int] = None
+                       ) -> tuple[list[dict], list[dict], dict[str, Any]]:
     """Runs in a Ray worker: rebuild the scenario (plug-ins first), measure one task."""
     import torch
 
@@ -31,18 +32,18 @@ def _measure_in_worker(scenario_json: dict, scenario_dir: Optional[str], device_
     s = parse_scenario(scenario_json)
     device = torch.device("cuda" if device_type == "cuda" else "cpu")
     r = runner.Runner(s, device, store=None)
-    rows, samples = r.measure(runner.Task(REGISTRY[impl_name], Point(*point)))
+    rows, samples = r.measure(runner.Task(REGISTRY[impl_name], Point(*point), refinement))
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     worker = {"host": socket.gethostname(), "gpu": gpu, "pid": os.getpid()}
     return [dict(x, worker=f"{worker['host']}/{gpu}") for x in rows], samples, worker
 
 
 def run_on_ray(s: Scenario, *, scenario_file: Optional[str], device, store, done: set, address: str,
-               gpus_per_point: float, keep=None,
+               gpus_per_point: float, keep=None, tasks: Optional[list] = None,
                on_progress: Optional[Callable[[Any, int, int], None]] = None,
                on_point_done: Optional[Callable[[Any, list[dict]], None]] = None) -> list[dict]:
-    """Measure every planned (point, implementation) not in `done` on Ray; rows are appended to
-    `store` as tasks finish. Returns the rows written."""
+    """Measure every planned (point, implementation) not in `done` on Ray (or the given `tasks`: the
+    crossover refinement's); rows are appended to `store` as tasks finish. Returns the rows written."""
     import ray
 
     from dsa_bench import runner
@@ -56,9 +57,10 @@ def run_on_ray(s: Scenario, *, scenario_file: Optional[str], device, store, done
     scenario_json = s.model_dump(mode="json")
     scenario_dir = str(Path(scenario_file).resolve().parent) if scenario_file else None
 
-    tasks = [t for t in runner.plan(s, keep) if _key(t) not in done]
+    tasks = [t for t in (runner.plan(s, keep) if tasks is None else tasks) if _key(t) not in done]
     refs = {remote.remote(scenario_json, scenario_dir, device.type, t.impl.name,
-                          (t.point.phase, t.point.batch, t.point.context, t.point.topk)): t for t in tasks}
+                          (t.point.phase, t.point.batch, t.point.context, t.point.topk), t.refinement): t
+            for t in tasks}
     local = runner.Runner(s, device, store)  # builds error rows the same way a plain run does
     written, workers = [], {}
     try:
@@ -72,7 +74,7 @@ def run_on_ray(s: Scenario, *, scenario_file: Optional[str], device, store, done
             except Exception as exc:  # noqa: BLE001 - a lost worker (after Ray's retry) costs one point
                 msg = str(exc).strip().splitlines()
                 reason = f"ray: {type(exc).__name__}: {msg[0] if msg else ''}"[:300]
-                rows, samples = [dict(local._base_row(task.impl, local.workload(task.point)),
+                rows, samples = [dict(local._base_row(task.impl, local.workload(task.point), task.refinement),
                                       status="error", reason=reason)], []
             store.append(rows, samples)
             written += rows

@@ -40,6 +40,7 @@ CPU_TIMING_NOTE = (
 class Task:
     impl: Implementation
     point: Point
+    refinement: Optional[int] = None  # the --refine-crossover round that added this point (None: the sweep)
 
     def label(self) -> str:
         k = f" k={self.point.topk}" if self.point.topk is not None else ""
@@ -116,7 +117,7 @@ class Runner:
     # --- one (point, implementation) --------------------------------------------------------
     def measure(self, task: Task) -> tuple[list[dict], list[dict]]:
         impl, w = task.impl, self.workload(task.point)
-        base = self._base_row(impl, w)
+        base = self._base_row(impl, w, task.refinement)
         samples: list[dict] = []
         try:
             if impl.cuda_only and self.device.type != "cuda":
@@ -234,9 +235,9 @@ class Runner:
         return rows
 
     # --- rows ---------------------------------------------------------------------------------
-    def _base_row(self, impl: Implementation, w: Workload) -> dict[str, Any]:
+    def _base_row(self, impl: Implementation, w: Workload, refinement: Optional[int] = None) -> dict[str, Any]:
         p = w.point
-        return {
+        return {"refinement": refinement,
             "implementation": impl.name, "family": impl.family, "backend": impl.backend,
             "baseline": impl.baseline, "phase": p.phase, "stage": "total", "batch": p.batch,
             "context": p.context, "topk": p.topk, "query_tokens": w.S, "q_start": w.q_start,
@@ -263,8 +264,9 @@ class Runner:
                 for i, ms in enumerate(st.samples)]
 
     # --- the sweep ------------------------------------------------------------------------------
-    def run(self, done: set[tuple] = frozenset()) -> RunResult:
-        tasks = plan(self.s, self.keep)
+    def run(self, done: set[tuple] = frozenset(), tasks: Optional[list[Task]] = None) -> RunResult:
+        """Measure `tasks` (default: the scenario's plan), skipping keys in `done`."""
+        tasks = plan(self.s, self.keep) if tasks is None else tasks
         result = RunResult(self.store)
         for i, task in enumerate(tasks):
             key = row_key({"implementation": task.impl.name, "phase": task.point.phase,
@@ -309,12 +311,13 @@ def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch
         store = RunStore.latest(out_root, scenario.name)
         if store is not None:
             meta = store.meta()
-            if meta.get("scenario") != scenario.model_dump(mode="json") or meta.get("device") != device.type:
+            if not _same_measurements(meta.get("scenario"), scenario) or meta.get("device") != device.type:
                 raise ValueError(
                     f"--resume: the latest run {store.dir} was made from a different scenario or device; "
                     "run without --resume to start a new run"
                 )
             done = store.reopen()
+            meta["scenario"] = scenario.model_dump(mode="json")  # refine_crossover may have been added
             meta["status"] = "running"
             meta.setdefault("resumed_at", []).append(_now())
             store.write_meta(meta)
@@ -347,6 +350,16 @@ def _production_sources(scenario: Scenario) -> dict:
 
     keys = sorted({k for name in scenario.implementations for k in NEEDS.get(name, ())})
     return {k: dict(zip(("source", "reason"), libraries.locate(k))) for k in keys}
+
+
+def _same_measurements(recorded, scenario: Scenario) -> bool:
+    """Whether a run's recorded scenario measures what `scenario` measures: only refine_crossover may
+    differ, so `--resume --refine-crossover` refines a finished run in place."""
+    if not isinstance(recorded, dict):
+        return False
+    now = scenario.model_dump(mode="json")
+    return {k: v for k, v in recorded.items() if k != "refine_crossover"} == \
+        {k: v for k, v in now.items() if k != "refine_crossover"}
 
 
 def finish_run(store: RunStore, device: torch.device, status: str) -> None:

@@ -114,6 +114,14 @@ class Measure(_Strict):
         return self
 
 
+class RefineCrossover(_Strict):
+    """After the sweep, measure more contexts inside each crossover's bracket (dsa_bench/refine.py)."""
+
+    tolerance: float = Field(0.1, gt=0, le=10, description="stop when a crossover's bracket is within this "
+                             "fraction (hi / lo - 1 <= tolerance; 0.05 = 5%)")
+    max_points: PositiveInt = Field(8, le=64, description="new contexts per crossover at most (the point budget)")
+
+
 # The cost section is the cost model's configuration (price, GPU profile, deployment, calibration).
 Cost = CostConfig
 
@@ -181,6 +189,9 @@ class Scenario(_Strict):
     measure: Measure = Field(default_factory=Measure)
     cpu: Optional[CpuSection] = None
     cost: CostConfig = Field(default_factory=CostConfig)
+    refine_crossover: Optional[RefineCrossover] = Field(
+        None, description="after the sweep, bisect each crossover's bracket with new contexts (DSA and its dense "
+        "baseline only) until it is within `tolerance`; `dsa-bench run --refine-crossover [TOL]` sets it")
     quality: Optional[QualityConfig] = Field(
         None, description="phase quality: train a lightning indexer with the report's KL objective and "
         "measure attention recall / output error per k (dsa_bench/quality)")
@@ -192,6 +203,8 @@ class Scenario(_Strict):
                 raise ValueError("quality: required for phase 'quality'")
             if self.implementations:
                 raise ValueError("implementations: phase 'quality' times no implementations; leave the list empty")
+            if self.refine_crossover is not None:
+                raise ValueError("refine_crossover: phase 'quality' has no crossover to refine")
             return self
         if self.quality is not None:
             raise ValueError(f"quality: only for phase 'quality', got phase {self.phase!r}")
