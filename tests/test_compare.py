@@ -124,3 +124,26 @@ def test_compare_against_itself_is_all_same(tmp_path):
     df = compare_runs(a, a)
     ok = df[df["verdict"] != "not measured"]
     assert (ok["verdict"] == "same").all() and np.allclose(ok["ratio"], 1.0)
+
+
+def test_compare_states_each_runs_crossover_with_its_bracket(tmp_path, capsys):
+    """A crosses between 1K and 4K; B, refined, between 2K and 2.5K: both brackets are shown."""
+    def run(name, points):
+        rows = []
+        for ctx, dense, dsa in points:
+            rows += [_row("dense-triton", ctx, dense, 0.01), _row("dsa-triton", ctx, dsa, 0.01, topk=256)]
+        store = RunStore.create(tmp_path, "cmp", name, _meta(name))
+        store.append(rows)
+        return store.dir
+
+    a = run("A", [(1024, 1.0, 2.0), (4096, 16.0, 4.0)])
+    b = run("B", [(1024, 1.0, 2.0), (2048, 4.0, 4.1), (2560, 6.3, 4.2), (4096, 16.0, 4.0)])
+    df = compare_runs(a, b)
+    (c,) = df.attrs["crossovers"]
+    assert (c["dsa_impl"], c["batch"], c["topk"]) == ("dsa-triton", "4", "256")
+    assert c["a"].startswith("between 1K and 4K (~") and c["b"].startswith("between 2K and 2.5K (~")
+    assert compare_command(a, b) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "between 1K and 4K" in out and "between 2K and 2.5K" in out
+    page = compare_html(df, tmp_path / "c.html").read_text()
+    assert "between 2K and 2.5K" in page

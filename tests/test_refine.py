@@ -43,6 +43,15 @@ def _rows(run_dir: Path) -> list[dict]:
     return [r for r in csv.DictReader((run_dir / "results.csv").open()) if r["stage"] == "total"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_gc_between_points():
+    """The runner collects garbage after every point (~0.5 s with torch loaded, to free GPU memory);
+    the sleeping fakes allocate nothing."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dsa_bench.runner.gc.collect", lambda *a: 0)
+        yield
+
+
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory):
     """The plain sweep, no refinement: the tests refine copies of it with --resume."""

@@ -124,6 +124,7 @@ def compare_html(df: pd.DataFrame, path: Path, fail_on_regression: Optional[floa
         a=df.attrs.get("meta_a", blank), b=df.attrs.get("meta_b", blank), run_a=df.attrs.get("run_a", "?"),
         run_b=df.attrs.get("run_b", "?"), notes=df.attrs.get("notes", []), counts=counts, rows=rows,
         threshold=fail_on_regression, n_fail=len(failing), rule=VERDICT_RULE,
+        crossovers=df.attrs.get("crossovers") or [],
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     path.write_text(html, encoding="utf-8")

@@ -84,6 +84,14 @@ def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float
         t.add_row(escape(d["implementation"]), d["stage"], d["batch"], d["context"], d["topk"], a_ms, b_ms,
                   d["ratio"], f"[{style}]{escape(d['verdict'])}{mark}[/]")
     console.print(t)
+    crossovers = df.attrs.get("crossovers") or []
+    if crossovers:
+        c = Table(title="crossover (DSA faster from): between the measured contexts, log-log interpolation ~")
+        for col in ("DSA", "phase", "B", "k", "A", "B run"):
+            c.add_column(col, overflow="fold")
+        for x in crossovers:
+            c.add_row(escape(x["dsa_impl"]), x["phase"], x["batch"], x["topk"], x["a"], x["b"])
+        console.print(c)
     for n in df.attrs.get("notes", []):
         err.print(f"[bold yellow]note:[/] {n}", highlight=False, soft_wrap=True)
     counts = df["verdict"].value_counts()

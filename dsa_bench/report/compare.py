@@ -13,6 +13,10 @@ successfully in both runs, with ratio = median_B / median_A (below 1: B is faste
 Points not comparable get a verdict saying why: "broken" (ok in A, oom/error/wrong in B), "fixed"
 (the reverse), "not measured" (neither ok, or skipped), "only in A" / "only in B".
 
+Crossovers: each run's crossover per (DSA implementation, phase, batch, k), stated by its bracket
+(the measured contexts it lies between) with the log-log interpolation beside it, side by side
+(`crossover_rows`); they are not gated.
+
 Regression gate (`--fail-on-regression PCT`): a point fails when its verdict is "slower" and
 B's median is more than PCT % above A's, or when its verdict is "broken". "unclear" points never
 fail the gate (they are listed, so a person can rerun them), so the gate does not flake on noise.
@@ -101,8 +105,21 @@ def compare_loaded(a: Run, b: Run, noise: float = NOISE) -> pd.DataFrame:
     df.attrs["meta_a"] = _summary(a)
     df.attrs["meta_b"] = _summary(b)
     df.attrs["notes"] = _mismatch_notes(a, b)
+    df.attrs["crossovers"] = crossover_rows(a, b)
     df.attrs["noise"] = noise
     return df
+
+
+def crossover_rows(a: Run, b: Run) -> list[dict[str, str]]:
+    """Each run's crossover per (DSA implementation, phase, batch, k), matched by that key."""
+    from dsa_bench.report.crossover import crossover_series, short_text
+
+    sides: dict[tuple, dict[str, str]] = {}
+    for side, run in (("a", a), ("b", b)):
+        for sr in crossover_series(run.ok("total")):
+            key = (sr.dsa_impl, sr.phase, sr.batch, topk_label(sr.topk))
+            sides.setdefault(key, {"a": "-", "b": "-"})[side] = short_text(sr.crossover)
+    return [{"dsa_impl": k[0], "phase": k[1], "batch": str(k[2]), "topk": k[3], **v} for k, v in sorted(sides.items())]
 
 
 def compare_runs(run_a: Path, run_b: Path, noise: float = NOISE) -> pd.DataFrame:

@@ -121,6 +121,15 @@ def refinement_points(points: pd.DataFrame) -> int:
     return int(points.loc[~marked, "context"].nunique())
 
 
+def short_text(c: Crossover) -> str:
+    """A crossover in a few words, for side-by-side tables (compare): its bracket first."""
+    if c.status == "crosses":
+        return f"{fmt_bracket(c.bracket)} (~{fmt_context(c.context)})" + (
+            f", crosses {c.crossings} times" if c.crossings > 1 else "")
+    return {"always_faster": "faster at every measured context", "never_faster": "not faster at the largest context",
+            "insufficient": "-"}.get(c.status, c.status)
+
+
 def crossover_table(ok_total: pd.DataFrame) -> pd.DataFrame:
     """One crossover per (DSA implementation, phase, batch, topk), against the best dense baseline."""
     rows = []
