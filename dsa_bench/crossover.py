@@ -89,3 +89,23 @@ def crossing_position(x: Sequence[float], dense: Sequence[float], dsa: Sequence[
     below dense everywhere, None when it is above at the last position."""
     c = crossing(x, dense, dsa, scale="linear")
     return {"crosses": c.x, "always": 0.0}.get(c.status)
+
+
+def curve_crossing_text(c: Crossing, held_below: Optional[float] = None) -> str:
+    """A cost-curve crossover (linear scale) with its resolution: the sampled positions it lies between
+    and, for curves priced from measured timings, whether it falls below the first timed context,
+    where the measured ratios are held at their first value (the position there is the roofline's
+    shape, not a measurement)."""
+    held = ""
+    if held_below:
+        held = f"; the measured curves are held below their first timed context {fmt_context(held_below)}"
+    if c.status == "always":
+        return "DSA cheaper at every position" + (f" ({held[2:]})" if held else "")
+    if c.status != "crosses":
+        return "DSA not cheaper at any position shown" if c.status == "never" else "no curves to compare"
+    a, b = c.bracket
+    text = f"DSA cheaper from ≈ {fmt_context(c.x)} tokens (between positions {fmt_context(a)} and {fmt_context(b)}, "
+    text += f"sampled every {b - a:g} tokens{held}"
+    if held_below and c.x < held_below:
+        text += ": this crossover is not measured"
+    return text + ")"

@@ -14,6 +14,7 @@ Tolerances reached, and why (docs/COST_MODEL.md, "How close"):
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +37,7 @@ from dsa_bench.costmodel import (
     write_cost_outputs,
 )
 from dsa_bench.costmodel.calibrate import PAPER_CSV, calibrate
+from dsa_bench.crossover import fmt_context
 from dsa_bench.costmodel.config import KernelEfficiency
 from dsa_bench.costmodel.gpus import get_gpu
 from dsa_bench.costmodel.model import (
@@ -536,3 +538,36 @@ def test_masked_mha_threshold_from_measured_timings():
     t_even = masked_mha_crossover(MODEL, cfg, gpu="H800", measured=even)
     assert t_even == masked_mha_crossover(MODEL, uniform, gpu="H800") > 0
     assert 0 <= masked_mha_crossover(MODEL, cfg, gpu="H800", measured=slow_mha) < t_even
+
+
+# --- crossover resolution ----------------------------------------------------------------------------
+
+def test_cost_crossovers_state_the_positions_they_lie_between(curves, tmp_path):
+    """Positions every 1024 tokens: each crossover is stated with the two positions around it."""
+    from dsa_bench.costmodel.model import curve_crossover_texts
+
+    res = curve_crossover_texts(curves)
+    for phase, x in curve_crossovers(curves).items():
+        r = res[phase]
+        lo, hi = r["bracket"]
+        assert r["position"] == x and lo < x < hi and hi - lo == 1024 and r["held_below"] is None
+        assert r["text"].startswith(f"DSA cheaper from ≈ {fmt_context(x)} tokens (between positions ")
+        assert "sampled every 1024 tokens" in r["text"]
+    data, cfg = scenario_cost()
+    write_cost_outputs(SimpleNamespace(model=PRESETS[data["model"]], cost=cfg), tmp_path)
+    info = json.loads((tmp_path / "cost_calibration.json").read_text())
+    assert set(info["crossover_resolution"]) == {"prefill", "decode"}
+
+
+def test_measured_cost_crossover_below_the_first_timed_context_says_it_is_not_measured():
+    """Timings from 16K on: the measured ratios are held below 16K, so a crossover there is the
+    roofline's shape at the 16K ratio, and the statement says so."""
+    from dsa_bench.costmodel.model import curve_crossover_texts
+
+    _, cfg = scenario_cost()
+    run = _synthetic_run(lambda k, T: 2.0, contexts=(16384, 65536, 131072), phases=("decode",))
+    df = cost_curves(MODEL, cfg.model_copy(update={"source": "measured", "phases": ["decode"]}), run)
+    assert df.attrs["held_below"] == {"decode": 16384.0}
+    r = curve_crossover_texts(df, df.attrs["held_below"])["decode"]
+    assert r["position"] < 16384 and r["held_below"] == 16384.0
+    assert "held below their first timed context 16K: this crossover is not measured" in r["text"]

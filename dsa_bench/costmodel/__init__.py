@@ -146,7 +146,8 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
         return []
     from dsa_bench.costmodel.calibrate import load_paper_points
     from dsa_bench.costmodel.curves import cost_curves
-    from dsa_bench.costmodel.model import compare_to_paper, curve_crossovers, tail_line_crossovers
+    from dsa_bench.costmodel.model import (compare_to_paper, curve_crossover_texts, curve_crossovers,
+                                           tail_line_crossovers)
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,9 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
             "model_lines_fitted_32k_128k": tail_line_crossovers(df),
             "paper_lines_fitted_32k_128k": tail_line_crossovers(paper),
         },
+        # Each curve crossover with its resolution: the positions it lies between (every
+        # cost.position_step tokens) and, for measured curves, the context below which they are held.
+        "crossover_resolution": curve_crossover_texts(df, df.attrs.get("held_below")),
         "vs_paper": cmp.to_dict("records") if cfg.gpu == "H800" and cfg.gpu_hour_usd == 2.0 else
         "not compared: the paper is priced on H800 at 2 USD/GPU-hour",
         "model_vs_paper": (compare_to_paper(model_df, paper).to_dict("records")
@@ -203,22 +207,22 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
         title = (f"{model.name}: USD per million tokens at each token position — {cfg.gpu} at "
                  f"{cfg.gpu_hour_usd:g} USD/GPU-hour, {cfg.source} attention timings; "
                  f"calibrated on {cfg.calibration.reference_model} only")
-        written.append(plot_cost_curves(df, overlay, run_dir / "cost_curves.png", title=title, model_df=model_df))
+        written.append(plot_cost_curves(df, overlay, run_dir / "cost_curves.png", title=title, model_df=model_df,
+                                        held_below=df.attrs.get("held_below")))
     return written
 
 
 def cost_summary(df: "pd.DataFrame", positions=(32768, 65536, 98304, 131072)) -> str:
     """A few lines for the console: USD per million tokens of each curve at some positions, crossovers."""
-    from dsa_bench.costmodel.model import curve_crossovers
+    from dsa_bench.costmodel.model import curve_crossover_texts
 
     lines = []
     for (phase, name), g in df.groupby(["phase", "model"], sort=False):
         g = g.set_index("position_tokens")["usd_per_million_tokens"]
         vals = ", ".join(f"{p // 1024}K {g.get(p, float('nan')):.3f}" for p in positions)
         lines.append(f"{phase:7s} {name}: {vals}")
-    cross = curve_crossovers(df)
-    lines.append("crossover (DSA cheaper from): " + ", ".join(
-        f"{k} {v / 1024:.1f}K" if v is not None else f"{k} none" for k, v in cross.items()))
+    for phase, c in curve_crossover_texts(df, df.attrs.get("held_below")).items():
+        lines.append(f"crossover {phase}: {c['text']}")
     return "\n".join(lines)
 
 

@@ -63,4 +63,6 @@ def cost_curves(model: ModelShape, cfg: CostConfig, measured: pd.DataFrame | Non
     df.attrs["calibration"] = cal.as_dict()
     df.attrs["measured_fallbacks"] = sorted(set(fallbacks))
     df.attrs["measured_notes"] = list(ratios.notes) if ratios else []
+    # Below the first timed context the measured ratios are held: a crossover there is not measured.
+    df.attrs["held_below"] = {p: ratios.first_timed(p) for p in cfg.phases if ratios.first_timed(p)} if ratios else {}
     return df

@@ -199,6 +199,11 @@ class MeasuredRatios:
     table: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def first_timed(self, phase: str) -> Optional[float]:
+        """The context from which every measured kind of a phase is timed (below it, ratios are held)."""
+        firsts = [float(ctx[0]) for (ph, _), (ctx, _) in self.table.items() if ph == phase and len(ctx)]
+        return max(firsts) if firsts else None
+
     def ratio(self, phase: str, kind: str, t: np.ndarray) -> Optional[np.ndarray]:
         if (phase, kind) not in self.table:
             return None
@@ -370,6 +375,29 @@ def curve_crossovers(df: pd.DataFrame, labels: Optional[dict] = None) -> dict[st
     return out
 
 
+def curve_crossover_texts(df: pd.DataFrame, held_below: Optional[dict] = None,
+                          labels: Optional[dict] = None) -> dict[str, dict]:
+    """Per phase: the crossover position, the sampled positions it lies between and a sentence saying
+    so (dsa_bench.crossover.curve_crossing_text); held_below: phase -> first timed context of measured curves."""
+    from dsa_bench.crossover import crossing, curve_crossing_text
+
+    out = {}
+    for phase, g in df.groupby("phase", sort=False):
+        fam = g["family"] if "family" in g else g["model"].map(_family_of(labels))
+        dense = g[fam == "dense"].sort_values("position_tokens")
+        dsa = g[fam == "dsa"].sort_values("position_tokens")
+        if dense.empty or dsa.empty:
+            continue
+        x = np.union1d(dense["position_tokens"], dsa["position_tokens"]).astype(float)
+        c = crossing(x, np.interp(x, dense["position_tokens"], dense["usd_per_million_tokens"]),
+                     np.interp(x, dsa["position_tokens"], dsa["usd_per_million_tokens"]), scale="linear")
+        held = (held_below or {}).get(str(phase))
+        out[str(phase)] = {"position": c.x if c.status == "crosses" else (0.0 if c.status == "always" else None),
+                           "bracket": list(c.bracket) if c.bracket else None, "held_below": held,
+                           "text": curve_crossing_text(c, held)}
+    return out
+
+
 def tail_line_crossovers(df: pd.DataFrame, start: int = 32768, labels: Optional[dict] = None) -> dict[str, float]:
     """Where the straight lines fitted to each curve's points at positions >= start cross, per phase.
 
@@ -413,7 +441,7 @@ def compare_to_paper(df: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ATTENTION", "COMPONENTS", "COMPONENT_COLUMNS", "CURVE_COLUMNS", "Formats", "MeasuredRatios", "Work",
-    "attention_work", "compare_to_paper", "crossing_position", "curve_crossovers", "masked_mha_crossover",
+    "attention_work", "compare_to_paper", "crossing_position", "curve_crossover_texts", "curve_crossovers", "masked_mha_crossover",
     "kernel_seconds", "measured_ratios", "positions", "raw_seconds", "rest_seconds", "tail_line_crossovers",
     "usd_per_million",
 ]

@@ -53,13 +53,16 @@ def _zoom(ins, g: pd.DataFrame, paper_df: Optional[pd.DataFrame], labels: dict, 
 
 
 def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: str | Path,
-                     title: Optional[str] = None, model_df: Optional[pd.DataFrame] = None) -> Path:
+                     title: Optional[str] = None, model_df: Optional[pd.DataFrame] = None,
+                     held_below: Optional[dict] = None) -> Path:
     """Draw both phases side by side; paper points as markers joined by thin dotted lines.
 
-    model_df: the roofline model's curves, drawn dashed beside df's when df holds measured timings."""
+    model_df: the roofline model's curves, drawn dashed beside df's when df holds measured timings;
+    held_below: phase -> the first timed context of the measured curves (their crossover's resolution
+    says whether it lies below it)."""
     from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
 
-    from dsa_bench.costmodel.model import curve_crossovers
+    from dsa_bench.costmodel.model import curve_crossover_texts, curve_crossovers
 
     path = Path(path)
     labels = {f: df[df["family"] == f]["model"].iloc[0] for f in ("dense", "dsa") if (df["family"] == f).any()}
@@ -68,6 +71,7 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
     axes = fig.subplots(2, len(phases), squeeze=False,
                         gridspec_kw={"height_ratios": [2.0, 1.15]})
     cross = curve_crossovers(df)
+    resolution = curve_crossover_texts(df, held_below)
     for col, phase in enumerate(phases):
         ax = axes[0][col]
         g = df[df["phase"] == phase]
@@ -95,8 +99,13 @@ def plot_cost_curves(df: pd.DataFrame, paper_df: Optional[pd.DataFrame], path: s
         if x is not None and x > 0:
             ax.axvline(x / 1024, color="0.45", ls="--", lw=1.0)
             ymax = g["usd_per_million_tokens"].max()
-            ax.annotate(f"{'measured' if model_df is not None else 'model'} crossover {x / 1024:.1f}K", (x / 1024, 0.55 * ymax), xytext=(6, 0),
-                        textcoords="offset points", fontsize=8.5, color="0.3")
+            r = resolution[phase]
+            lo, hi = r["bracket"]
+            where = f"{lo / 1024:g}-{hi / 1024:g}K"
+            if r["held_below"] and x < r["held_below"]:
+                where += f", below the first timed {r['held_below'] / 1024:g}K: not measured"
+            ax.annotate(f"{'measured' if model_df is not None else 'model'} crossover {x / 1024:.1f}K\n({where})",
+                        (x / 1024, 0.55 * ymax), xytext=(6, 0), textcoords="offset points", fontsize=8.5, color="0.3")
         _zoom(axes[1][col], g, paper_df, labels, phase, x)
         ax.set_title(f"{phase.capitalize()}", fontsize=12)
         ax.set_xlabel("token position (K tokens, 1K = 1024)")

@@ -99,12 +99,41 @@ def timing_text(p: pd.DataFrame) -> str:
     return " (roofline model)" if src else ""
 
 
-def crossing_text(x0: Optional[float]) -> str:
+def crossing_text(x0: Optional[float], bracket: Optional[tuple[float, float]] = None,
+                  held_below: Optional[float] = None) -> str:
+    """The panel's crossover sentence, with the positions it lies between and, for measured curves,
+    whether it is below the first timed context (where the measured ratios are held)."""
     if x0 is None:
         return "DSA not cheaper at any position shown"
     if x0 <= 0:
         return "DSA cheaper at every position"
-    return f"DSA cheaper from ≈ {fmt_context(x0)} tokens"
+    text = f"DSA cheaper from ≈ {fmt_context(x0)} tokens"
+    if bracket is not None:
+        text += f" (between positions {fmt_context(bracket[0])} and {fmt_context(bracket[1])}"
+        if held_below and x0 < held_below:
+            text += f"; below the first timed context {fmt_context(held_below)}: not measured"
+        text += ")"
+    return text
+
+
+def held_below(run: Run) -> dict[str, float]:
+    """phase -> first timed context of the run's measured cost curves (cost_calibration.json)."""
+    import json
+
+    path = run.dir / "cost_calibration.json"
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+        return {p: float(r["held_below"]) for p, r in (info.get("crossover_resolution") or {}).items()
+                if r.get("held_below")}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def position_bracket(c: pd.DataFrame, phase: str, x0: float) -> Optional[tuple[float, float]]:
+    """The two sampled positions of a phase's curves around x0."""
+    pos = np.unique(c.loc[c["phase"] == phase, "position_tokens"].astype(float))
+    i = int(np.searchsorted(pos, x0))
+    return (float(pos[i - 1]), float(pos[i])) if 0 < i < len(pos) else None
 
 
 # --- drawing -------------------------------------------------------------------------------------------
@@ -120,6 +149,7 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
         return None
     shown = phases(c)
     cross = phase_crossings(c)
+    held = held_below(run)
     fig, axes = st.new_figure(1, len(shown), figsize=(6.4 * len(shown), 4.8))
     palette: dict[str, str] = {}
     for fam, pal in (("dense", st.DENSE_COLORS), ("dsa", st.DSA_COLORS)):
@@ -134,9 +164,11 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
         title = PHASE_TITLES.get(phase, phase) + timing_text(p)
         if phase in cross:
             x0 = cross[phase]
+            bracket = position_bracket(c, phase, x0) if x0 is not None and x0 > 0 else None
             if x0 is not None and x0 > 0:
-                ax.axvline(x0, color=st.CROSSOVER_COLOR, lw=1, ls=":", label=f"crossover ≈ {fmt_context(x0)} tokens")
-            title += f"\n{crossing_text(x0)}"  # above the plot area: the label never covers a curve
+                where = f" (positions {fmt_context(bracket[0])}-{fmt_context(bracket[1])})" if bracket else ""
+                ax.axvline(x0, color=st.CROSSOVER_COLOR, lw=1, ls=":", label=f"crossover ≈ {fmt_context(x0)} tokens{where}")
+            title += f"\n{crossing_text(x0, bracket, held.get(phase))}"  # above the plot area: never over a curve
         xmax = float(p["position_tokens"].max())
         step = 2 ** max(0, math.ceil(math.log2(max(xmax, 1) / 8)))
         ax.xaxis.set_major_locator(MultipleLocator(step))
