@@ -26,7 +26,7 @@ class SweepProgress:
             )
         self._task = None
         self._total = 0
-        self._done = 0
+        self._done = 0  # points finished in this pass (the sweep, or one crossover-refinement round)
 
     def __enter__(self) -> "SweepProgress":
         if self._p is not None:
@@ -39,12 +39,16 @@ class SweepProgress:
 
     def update(self, task, i: int, total: int) -> None:
         self._total = total
+        if task is None:  # the pass is over: a refinement round counts from 1 again
+            self._done = 0
         if self._p is None:
             return
         if self._task is None:
             self._task = self._p.add_task("", total=total)
         label = task.label() if task is not None else "done"
-        self._p.update(self._task, completed=i, description=label)
+        if task is not None and getattr(task, "refinement", None):
+            label = f"refining crossovers (round {task.refinement}): {label}"
+        self._p.update(self._task, completed=i, total=total, description=label)
 
     def point_done(self, task, rows: list[dict]) -> None:
         """One line per finished (point, implementation) when there is no terminal."""
@@ -54,5 +58,6 @@ class SweepProgress:
         total = next((r for r in rows if r.get("stage") == "total"), rows[0] if rows else {})
         status = total.get("status", "?")
         what = f"{_num(total.get('latency_ms'), '.4g')} ms" if status == "ok" else (total.get("reason") or "")[:80]
-        self.console.print(f"[{self._done}/{self._total}] {task.label()}: {status} {what}",
+        where = f" (refinement round {task.refinement})" if getattr(task, "refinement", None) else ""
+        self.console.print(f"[{self._done}/{self._total}] {task.label()}{where}: {status} {what}",
                            markup=False, highlight=False, soft_wrap=True)

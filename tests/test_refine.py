@@ -44,10 +44,18 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _no_gc_between_points():
-    """The runner collects garbage after every point (~0.5 s with torch loaded, to free GPU memory);
-    the sleeping fakes allocate nothing."""
+def _virtual_time():
+    """Samples are the fakes' curves exactly (their virtual clock); and no garbage collection after
+    every point (~0.5 s with torch loaded, there to free GPU memory): the fakes allocate nothing."""
+    from dsa_bench.registry import load_plugin_file
+
+    load_plugin_file(PLUGIN)  # the module the scenario's implementations_from imports
+    import sys
+
+    curves = next(m for n, m in sys.modules.items() if n.startswith("dsa_bench_plugin_")
+                  and getattr(m, "__file__", "") == str(PLUGIN))
     with pytest.MonkeyPatch.context() as mp:
+        curves.virtual_timer(mp)
         mp.setattr("dsa_bench.runner.gc.collect", lambda *a: 0)
         yield
 
@@ -97,7 +105,7 @@ def test_refinement_converges_to_the_known_crossover_in_few_points(sweep_run, tm
     for batch in (1, 3):
         lo, hi = h[batch]["bracket"]
         assert hi / lo - 1 <= 0.05
-        assert lo / 1.05 <= TRUTH <= hi * 1.05  # the known crossover, within the tolerance
+        assert lo <= TRUTH <= hi  # the known crossover, inside a bracket within the tolerance
         assert 1 <= h[batch]["refinement_points"] <= 5  # 4x down to 5%: ceil(log2(ln 4 / ln 1.05)) = 5 bisections
         assert h[batch]["message"].count("between") == 1
     assert h[2]["refinement_points"] == 0  # nothing to refine where the curves never cross
@@ -153,3 +161,16 @@ def test_next_context_bisects_geometrically_on_block_multiples():
     assert t % 256 == 0 and abs(t / (16384 * 2 ** 0.5) - 1) < 0.01
     assert next_context(64, 80) == 72  # small contexts: whole tokens
     assert next_context(100, 101) is None
+
+
+def test_refine_crossover_fields_are_validated(tmp_path):
+    from dsa_bench.scenario import ScenarioError
+
+    for extra, want in (("refine_crossover: {tolerance: 0}\n", "refine_crossover.tolerance: must be positive, got 0"),
+                        ("refine_crossover: {max_points: 0}\n", "refine_crossover.max_points: must be a positive integer, got 0"),
+                        ("refine_crossover: {budget: 3}\n", "refine_crossover.budget: unknown field")):
+        with pytest.raises(ScenarioError) as e:
+            load_scenario(_scenario(tmp_path, extra))
+        assert want in e.value.errors, e.value.errors
+    s = load_scenario(_scenario(tmp_path, "refine_crossover: {tolerance: 0.05}\n"))
+    assert (s.refine_crossover.tolerance, s.refine_crossover.max_points) == (0.05, 8)

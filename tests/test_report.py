@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from dsa_bench.crossover import fmt_context
 from dsa_bench.models import PRESETS
 from dsa_bench.report import build_report
 from dsa_bench.report.cli_commands import report_command
@@ -189,7 +190,10 @@ def test_synthetic_fit_and_crossover_are_right(gpu_report):
         assert lo <= truth <= hi
         assert abs(c["crossover_context"] / truth - 1) < 0.15  # log-log interpolation of a curved ratio
     html = index.read_text()
-    assert f"{cross['crossover_context'].iloc[0]:,.0f}" in _section(html, "crossover")
+    c = cross.iloc[0]
+    section = _section(html, "crossover")
+    assert f"~{fmt_context(c['crossover_context'])} (log-log interpolation)" in section
+    assert f"{fmt_context(c['bracket_low'])}-{fmt_context(c['bracket_high'])}" in section
 
 
 def test_report_on_smoke_run(smoke_run, tmp_path):

@@ -357,6 +357,8 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
             ref += f" [{STAGE_LABELS.get(form, form)}]"
         if multi:
             ref += f" [{r['_gpu']}]"
+        if str(r.get("refinement", "")).strip() not in ("", "nan"):  # added by --refine-crossover
+            ref += f" [refinement round {r['refinement']}]"
         cells = [
             (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
             (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),

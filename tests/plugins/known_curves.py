@@ -1,5 +1,9 @@
-"""Test plug-in: a dense and a DSA "implementation" whose latency is a known function of the context
-(they sleep), so a crossover and its refinement can be checked against the truth on any CPU.
+"""Test plug-in: a dense and a DSA "implementation" whose latency is a known function of the context,
+so a crossover and its refinement can be checked against the truth on any CPU.
+
+A call advances a virtual clock by its latency instead of sleeping (a shared, loaded CPU oversleeps
+by more than the curves differ near their crossing); tests point the timer at it with
+`virtual_timer(monkeypatch)`, so every sample is exactly the curve's value.
 
 The curve depends on the batch, one shape per series of a run:
   B = 1: dense 2 ms (T / 6144)^2, DSA 2 ms (T / 6144)^0.5: one crossing, at T = 6144 exactly
@@ -7,8 +11,6 @@ The curve depends on the batch, one shape per series of a run:
   B = 3: DSA wins below ~1.5K, loses, and wins again from T = 6144 on: crosses twice
 """
 from __future__ import annotations
-
-import time
 
 import torch
 
@@ -30,11 +32,31 @@ def dsa_ms(T: int, B: int) -> float:
     return BASE_MS * (T / CROSSOVER) ** 0.5
 
 
+class VirtualClock:
+    """Seconds that pass only when a fake implementation runs."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+CLOCK = VirtualClock()
+
+
+def virtual_timer(monkeypatch) -> None:
+    """Make dsa_bench's CPU timer read the virtual clock (its perf_counter, nothing else)."""
+    import dsa_bench.timing
+
+    monkeypatch.setattr(dsa_bench.timing, "time", CLOCK)
+
+
 def _sleeper(ms: float) -> Prepared:
     out = torch.zeros(1)
 
     def run():
-        time.sleep(ms / 1e3)
+        CLOCK.now += ms / 1e3
         return out
 
     return Prepared(run=run)
