@@ -117,6 +117,13 @@ def test_refinement_converges_to_the_known_crossover_in_few_points(sweep_run, tm
     assert all(4096 < int(r["context"]) < 16384 for r in new)
     assert not [r for r in rows if not r["refinement"] and int(r["context"]) not in (1024, 4096, 16384)]
     assert any("within 5%" in n for n in out.notes)
+    # The latency plot draws the refinement points but ticks only the sweep's contexts.
+    from dsa_bench.report.load import load_run
+    from dsa_bench.report.plots import latency_vs_context
+
+    fig = latency_vs_context.build(load_run(run_dir), [])
+    assert list(fig.axes[0].get_xticks()) == [1024, 4096, 16384]
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) > 3
     # Resuming again has nothing left to do: the rows on disk say every bracket is narrow enough.
     again = api.run_scenario(s, out=tmp_path / "results", device="cpu", resume=True)
     assert len(_rows(again.run_dir)) == len(rows)

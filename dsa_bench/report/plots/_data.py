@@ -22,6 +22,15 @@ HEADLINE_K = 2048
 
 # --- picking what to show ----------------------------------------------------------------------------
 
+def sweep_contexts(rows: pd.DataFrame) -> pd.Series:
+    """The contexts of the sweep, for axis ticks: crossover-refinement points (the `refinement`
+    column) sit a few percent apart and would pile their labels on each other."""
+    if "refinement" not in rows or rows.empty:
+        return rows["context"]
+    sweep = rows["refinement"].astype(str).str.strip().isin(("", "nan", "<NA>", "None"))
+    return rows.loc[sweep, "context"] if sweep.any() else rows["context"]
+
+
 def pick(values: Sequence, n: int) -> list:
     """At most n of the values, spread evenly (always the first and the last)."""
     values = list(values)

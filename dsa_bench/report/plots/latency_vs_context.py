@@ -15,7 +15,7 @@ from dsa_bench.report import crossover
 from dsa_bench.report.fit import fit_power_law
 from dsa_bench.report.load import Run, best_dense, main_implementations, topk_label
 from dsa_bench.report.plots import _style as st
-from dsa_bench.report.plots._data import cpu_tag, phase_kind, phase_kinds, phase_word, pick, pick_topks
+from dsa_bench.report.plots._data import cpu_tag, phase_kind, phase_kinds, phase_word, pick, pick_topks, sweep_contexts
 
 NAME = "latency_vs_context"
 TITLE = "Latency vs context"
@@ -150,7 +150,7 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
             ax.axvline(c["context"], color=kcolor[c["k"]], lw=1.2, ls=":", zorder=1,
                        label=f"crossover: {c['impl']} k={c['k']} faster from L {fmt_bracket(c['bracket'])} "
                              f"(log-log interpolation: ~{fmt_context(c['context'])})")
-        st.context_axis(ax, sub["context"])
+        st.context_axis(ax, sweep_contexts(sub))
         st.value_axis(ax, st.fmt_ms_tick)
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("median latency (log scale), bars: IQR")

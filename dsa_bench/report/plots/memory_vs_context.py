@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from dsa_bench.report.load import Run, topk_label
 from dsa_bench.report.plots import _style as st
-from dsa_bench.report.plots._data import cpu_tag, phase_word, pick, pick_topks, ref_suffix
+from dsa_bench.report.plots._data import cpu_tag, phase_word, pick, pick_topks, ref_suffix, sweep_contexts
 
 NAME = "memory_vs_context"
 TITLE = "Memory"
@@ -107,7 +107,7 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
             o = oom[oom["implementation"] == impl]
             ax.scatter(o["context"], [1.0] * len(o), transform=ax.get_xaxis_transform(), marker="x",
                        color=colors.get(impl, "red"), s=50, clip_on=False, label=f"out of memory: {impl}")
-        st.context_axis(ax, r["context"])
+        st.context_axis(ax, sweep_contexts(r))
         st.bytes_axis(ax)
         ax.set_xlabel("context length L (tokens)")
         ax.set_ylabel("bytes (log scale)")
