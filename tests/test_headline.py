@@ -62,3 +62,16 @@ def test_crossover_stated_to_three_digits():
     c = find_crossover([1024, 2048, 4096], [2.0, 2.0, 2.0], [1.0, 1.9, 4.0])
     assert c.message.endswith("between 2K and 4K (log-log interpolation: ~2.1K)")  # 2148 tokens
     assert "," not in c.message
+
+
+def test_unresolved_crossing_names_its_bracket_in_one_clause():
+    """Medians that cross between 1K and 4K by 2%, samples spread by 30%: not resolved, and the message
+    says what the medians alone would have said."""
+    z = np.random.default_rng(11).permutation(np.linspace(-1, 1, 21))  # median exactly 0
+
+    def around(m):
+        return m * (1 + 0.3 * z)
+
+    got = crossover_interval([1024.0, 4096.0], [around(1.0), around(1.0)], [around(0.98), around(1.02)])
+    assert got["status"] == "unresolved" and got["low"] is None and got["bracket"] == [1024, 4096]
+    assert "agree (the medians put the crossover between 1K and 4K); the medians are too close" in got["message"]

@@ -96,3 +96,25 @@ def test_report_groups_rows_by_gpu_kind_when_they_differ(tmp_path):
     html = next((tmp_path / "rep").glob("smoke/*/index.html")).read_text()
     assert "measured on 2 GPU kinds (NVIDIA H100, NVIDIA H200)" in html and "[NVIDIA H200]" in html
     shutil.rmtree(tmp_path / "rep")
+
+
+def test_crossover_refinement_runs_its_points_on_ray(tmp_path, monkeypatch):
+    """A finished sweep whose curves cross between 4K and 16K, refined on Ray: the round's points (the
+    bracket's midpoint, DSA and dense only) are measured by workers and marked as refinement rows."""
+    from dsa_bench import api
+    from dsa_bench.registry import load_plugin_file
+    from dsa_bench.scenario import load_scenario
+    from test_refine import PLUGIN, _plugin_module, _scenario
+
+    load_plugin_file(PLUGIN)
+    with monkeypatch.context() as mp:  # the sweep on this process's virtual clock: an exact crossing
+        _plugin_module().virtual_timer(mp)
+        api.run_scenario(load_scenario(_scenario(tmp_path)), out=tmp_path / "o", device="cpu")
+    r = cli.invoke(app, ["run", str(_scenario(tmp_path)), "--device", "cpu", "--no-report", "--out",
+                         str(tmp_path / "o"), "--resume", "--ray", "local", "--set",
+                         "refine_crossover={tolerance: 0.05, max_points: 1}"])
+    assert r.exit_code == 0, r.output
+    new = [x for x in _rows(tmp_path / "o", "known-curves") if x["refinement"]]
+    assert {(x["implementation"], x["batch"], x["context"], x["refinement"]) for x in new} == {
+        (impl, b, "8192", "1") for impl in ("fake-dsa", "fake-dense") for b in ("1", "3")}
+    assert all(x["worker"] for x in new)

@@ -29,6 +29,17 @@ cpu:
 """
 
 
+def _plugin_module():
+    """The plug-in as the scenario's implementations_from imports it (one module per file)."""
+    import sys
+
+    from dsa_bench.registry import load_plugin_file
+
+    load_plugin_file(PLUGIN)
+    return next(m for n, m in sys.modules.items() if n.startswith("dsa_bench_plugin_")
+                and getattr(m, "__file__", "") == str(PLUGIN))
+
+
 def _scenario(tmp: Path, extra: str = "") -> Path:
     path = tmp / "known.yaml"
     path.write_text(SCENARIO + extra)
@@ -47,15 +58,8 @@ def _rows(run_dir: Path) -> list[dict]:
 def _virtual_time():
     """Samples are the fakes' curves exactly (their virtual clock); and no garbage collection after
     every point (~0.5 s with torch loaded, there to free GPU memory): the fakes allocate nothing."""
-    from dsa_bench.registry import load_plugin_file
-
-    load_plugin_file(PLUGIN)  # the module the scenario's implementations_from imports
-    import sys
-
-    curves = next(m for n, m in sys.modules.items() if n.startswith("dsa_bench_plugin_")
-                  and getattr(m, "__file__", "") == str(PLUGIN))
     with pytest.MonkeyPatch.context() as mp:
-        curves.virtual_timer(mp)
+        _plugin_module().virtual_timer(mp)
         mp.setattr("dsa_bench.runner.gc.collect", lambda *a: 0)
         yield
 

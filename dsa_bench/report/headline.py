@@ -51,11 +51,18 @@ def crossover_interval(contexts: list[float], dsa_samples: list[np.ndarray], den
     if agree < RESOLVED * BOOTSTRAP:
         out.update(status="unresolved", context=None, low=None, high=None, interval_from=None,
                    message=f"no crossover resolved: only {agree} of {BOOTSTRAP} resamples of the timings "
-                           f"agree ({med.message.split(':')[0]}); the medians are too close to call")
+                           f"agree ({_gist(med)}); the medians are too close to call")
     elif ctxs:
         boot = (float(np.percentile(ctxs, 5)), float(np.percentile(ctxs, 95)))
         out.update(crossover_record(med, boot))
     return out
+
+
+def _gist(c: Crossover) -> str:
+    """What the medians alone say, in one clause."""
+    if c.status == "crosses":
+        return f"the medians put the crossover {fmt_bracket(c.bracket)}"
+    return c.message.split(":")[0]
 
 
 def crossover_record(c: Crossover, bootstrap: Optional[tuple[float, float]] = None) -> dict[str, Any]:
