@@ -261,7 +261,7 @@ def run(
 
         fields = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
                   "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
-                  "timing", "reason")
+                  "timing", "reason", "refinement")
         sys.stdout.write(_json.dumps({"run_dir": str(d), "scenario": s.name, "device": dev.type,
                                       "rows": [{k: x.get(k, "") for k in fields} for x in outcome.rows]}, indent=1) + "\n")
     if bad:
