@@ -33,9 +33,24 @@ def _measure_in_worker(scenario_json: dict, scenario_dir: Optional[str], device_
     device = torch.device("cuda" if device_type == "cuda" else "cpu")
     r = runner.Runner(s, device, store=None)
     rows, samples = r.measure(runner.Task(REGISTRY[impl_name], Point(*point), refinement))
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    gpu = gpu_label(device) if device.type == "cuda" else "cpu"
     worker = {"host": socket.gethostname(), "gpu": gpu, "pid": os.getpid()}
     return [dict(x, worker=f"{worker['host']}/{gpu}") for x in rows], samples, worker
+
+
+def gpu_label(device, visible: Optional[str] = None, name: Optional[str] = None, uuid: Optional[str] = None) -> str:
+    """Which physical GPU a worker measured on: the GPU Ray gave the task (CUDA_VISIBLE_DEVICES, which
+    Ray sets per task), its model and the start of its UUID. The model alone would name both GPUs of a
+    two-H200 machine the same, and then nothing would show that the work was spread."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "") if visible is None else visible
+    if name is None:
+        name = torch.cuda.get_device_name(device)
+    if uuid is None:
+        uuid = str(getattr(torch.cuda.get_device_properties(device), "uuid", "") or "")
+    index = visible.split(",")[device.index or 0] if visible else str(device.index or 0)
+    return f"gpu{index} {name}" + (f" ({uuid[:8]})" if uuid else "")
 
 
 def run_on_ray(s: Scenario, *, scenario_file: Optional[str], device, store, done: set, address: str,

@@ -118,3 +118,16 @@ def test_crossover_refinement_runs_its_points_on_ray(tmp_path, monkeypatch):
     assert {(x["implementation"], x["batch"], x["context"], x["refinement"]) for x in new} == {
         (impl, b, "8192", "1") for impl in ("fake-dsa", "fake-dense") for b in ("1", "3")}
     assert all(x["worker"] for x in new)
+
+
+def test_worker_label_tells_two_gpus_of_one_model_apart():
+    """Both GPUs of a two-H200 machine have the same name: the label carries the GPU Ray assigned."""
+    import torch
+
+    from dsa_bench.distributed import gpu_label
+
+    dev = torch.device("cuda", 0)
+    a = gpu_label(dev, visible="0", name="NVIDIA H200", uuid="GPU-1111aaaa-rest")
+    b = gpu_label(dev, visible="1", name="NVIDIA H200", uuid="GPU-2222bbbb-rest")
+    assert a != b and a.startswith("gpu0 NVIDIA H200") and b.startswith("gpu1 NVIDIA H200")
+    assert gpu_label(torch.device("cuda", 1), visible="2,3", name="NVIDIA H200", uuid="") == "gpu3 NVIDIA H200"
