@@ -9,11 +9,11 @@ The CLI is a thin shell over this (argument parsing, messages, exit codes); test
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from dsa_bench.errors import InputError, RunFailed
 from dsa_bench.scenario import Scenario
 
 
@@ -78,6 +78,7 @@ def run_scenario(
     bad input before anything is measured; CostModelError when the curves cannot be written after it.
     """
     from dsa_bench import runner
+    from dsa_bench.store import row_key as store_row_key
 
     if scenario.phase == "quality":
         from dsa_bench.quality.run import run_quality_scenario
@@ -87,15 +88,19 @@ def run_scenario(
                                        scenario_file=scenario_file)
         return RunOutcome(run_dir=run_dir, device=dev.type, rows=[])
     dev, s = prepare_device(scenario, device)
+    tasks = runner.plan(s, keep)
+    if keep is not None and not tasks:
+        raise InputError("--filter: no (point, implementation) of the scenario matches; nothing was run",
+                         hint=f"the sweep as run on {dev.type} has context {s.sweep.context}, topk {s.sweep.topk}, "
+                              f"batch {s.sweep.batch}")
+    from dsa_bench.costmodel import check_measured_runs
+
+    check_measured_runs(s.cost)  # a missing cost.measured_run is bad input: refused before the run exists
     store, done = runner.start_run(s, scenario_file=scenario_file, device=dev, out_root=Path(out), resume=resume)
-    if on_start is not None:
-        on_start(store.dir, len(done))
+    # SIGINT and SIGTERM (kill, a batch scheduler) end the run; a KeyboardInterrupt an implementation
+    # raises itself is only that implementation's error row (dsa_bench.interrupts tells them apart).
+    from dsa_bench.interrupts import tracking
 
-    def _terminate(signum, frame):  # SIGTERM (kill, a batch scheduler) ends the run like Ctrl-C
-        raise KeyboardInterrupt
-
-    in_main = _is_main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     def measure(tasks=None) -> None:
         """The sweep (tasks None) or one refinement round, on Ray or here."""
         if ray_address is not None:
@@ -109,21 +114,35 @@ def run_scenario(
 
     refine_notes: list[str] = []
     try:
-        measure()
-        if s.refine_crossover is not None:
-            from dsa_bench.refine import refine_crossovers
+        with tracking():
+            if on_start is not None:  # inside: whatever fails from here on, run.json does not stay `running`
+                on_start(store.dir, len(done))
+            measure()
+            if s.refine_crossover is not None:
+                from dsa_bench.refine import refine_crossovers
 
-            rc = s.refine_crossover
-            refine_notes = refine_crossovers(store.dir, s.implementations, rc.tolerance, rc.max_points, measure, keep)
+                rc = s.refine_crossover
+                refine_notes = refine_crossovers(store.dir, s.implementations, rc.tolerance, rc.max_points, measure,
+                                                 keep)
     except KeyboardInterrupt:
         runner.finish_run(store, dev, "interrupted")
         raise RunInterrupted(store.dir) from None
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+    except BaseException as exc:
+        _mark_failed(store, dev, exc)
+        if isinstance(exc, OSError):
+            from dsa_bench.errors import describe_os_error
+
+            raise RunFailed(
+                f"the run stopped: writing to {store.dir} failed ({describe_os_error(exc)}); the points finished "
+                f"before it are kept and run.json says failed",
+                hint="fix the cause (free disk space) and continue with `dsa-bench run SCENARIO --resume`") from exc
+        raise
     runner.finish_run(store, dev, "complete")
     outcome = RunOutcome(run_dir=store.dir, device=dev.type, rows=store.rows(), resumed_points=len(done),
                          notes=[f"refinement: {n}" for n in refine_notes])
+    if resume and len({store_row_key(r) for r in outcome.rows}) <= len(done):
+        outcome.notes.append(f"--resume: every (point, implementation) of {store.dir} was already done; "
+                             "nothing new was measured")
     priced = cost_scenario(scenario, dev.type, outcome.rows)
     if priced is not None:
         import pandas as pd
@@ -162,20 +181,21 @@ def cost_scenario(scenario: Scenario, device: str, rows: list[dict[str, Any]]) -
 
 def write_summary_json(run_dir: Path) -> Path:
     """The run's headlines (speedup, crossover with interval, stage shares, $/M) as run_dir/summary.json."""
-    import json
-
     from dsa_bench.report.headline import summary_json
     from dsa_bench.report.load import load_run
+    from dsa_bench.safe_io import write_json
 
-    path = Path(run_dir) / "summary.json"
-    path.write_text(json.dumps(summary_json(load_run(Path(run_dir))), indent=1) + "\n")
-    return path
+    return write_json(Path(run_dir) / "summary.json", summary_json(load_run(Path(run_dir))))
 
 
-def _is_main_thread() -> bool:
-    import threading
+def _mark_failed(store, dev, exc: BaseException) -> None:
+    """run.json says `failed` and why; a failure to say so must not hide the original error."""
+    from dsa_bench import runner
 
-    return threading.current_thread() is threading.main_thread()
+    try:
+        runner.finish_run(store, dev, "failed", reason=runner._one_line(exc))
+    except Exception:  # noqa: BLE001 - e.g. the disk is too full even for run.json
+        pass
 
 
 __all__ = ["CostModelError", "RunInterrupted", "RunOutcome", "cost_scenario", "prepare_device", "run_scenario", "write_summary_json"]

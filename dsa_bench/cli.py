@@ -9,11 +9,13 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from dsa_bench.cli_boundary import GuardedTyper, set_debug
 from dsa_bench.scenario import RefineCrossover, ScenarioError, load_scenario
 
-app = typer.Typer(
+app = GuardedTyper(
     add_completion=False, no_args_is_help=True,
     help="Benchmark dense MLA vs DeepSeek Sparse Attention (DSA): run YAML scenarios, keep results, report.",
 )
@@ -52,9 +54,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
+                                       help="print the version and exit"),
+          debug: bool = typer.Option(False, "--debug", help="on an error, also print the Python traceback")) -> None:
     """Benchmark dense MLA vs DeepSeek Sparse Attention (DSA): run YAML scenarios, keep results, report."""
     console.stderr = False  # a previous in-process `run --json` (tests) must not redirect this command
+    set_debug(debug)
 
 
 @app.command()
@@ -64,10 +68,15 @@ def validate(scenarios: List[Path] = typer.Argument(..., help="scenario YAML fil
     for path in scenarios:
         try:
             s = load_scenario(path)
-            console.print(f"[green]ok[/] {path}: {s.name} ({s.phase}, {len(s.implementations)} implementations)")
         except ScenarioError as e:
             _print_scenario_error(e)
             bad += 1
+            continue
+        if s.plugin_failures:  # `run` would record error rows for these; a check says so and fails
+            _print_scenario_error(ScenarioError(str(path), s.plugin_failures))
+            bad += 1
+            continue
+        console.print(f"[green]ok[/] {path}: {s.name} ({s.phase}, {len(s.implementations)} implementations)")
     raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
 
 
@@ -140,11 +149,17 @@ def run(
     2 bad input (scenario, device, output directory), nothing measured; 130 interrupted (Ctrl-C or
     SIGTERM): finished points are kept, continue with --resume.
     """
+    # Options that would silently do nothing here: said, not ignored.
+    ignored = [opt for opt, unused in (("--report-out", report_out is not None and no_report),
+                                       ("--gpus-per-point", gpus_per_point != 1.0 and ray_address is None)) if unused]
     if report_out is None:
         report_out = Path("reports") if out == Path("results") else out / "reports"
     console.stderr = json_out  # with --json, stdout carries only the JSON summary
     if refine is not None:  # validated with the file, so a bad TOL is named like a bad field
         set_ = [*set_, f"refine_crossover.tolerance={refine!r}"]
+    for opt in ignored:
+        err.print(f"[bold yellow]note:[/] {opt} has no effect here (" + ("--no-report: no report is written"
+                  if opt == "--report-out" else "only used with --ray") + ")", highlight=False)
     try:
         s = load_scenario(scenario, set_)
     except ScenarioError as e:
@@ -196,6 +211,9 @@ def run(
     except ScenarioError as e:
         _print_scenario_error(e)
         raise typer.Exit(EXIT_BAD_INPUT)
+    if dev.type == "cpu" and (gpu is not None or price is not None) and not s.cost.curves:
+        err.print("[bold yellow]note:[/] --gpu / --price price nothing in this run: CPU timings are not priced and "
+                  "the scenario writes no cost curves (cost.curves: false)", highlight=False, soft_wrap=True)
     if dry_run:
         _print_plan(run_s, dev.type, keep)
         raise typer.Exit(EXIT_OK)
@@ -207,6 +225,9 @@ def run(
             raise typer.Exit(EXIT_BAD_INPUT)
     if dev.type == "cpu":
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
+    for failure in s.plugin_failures:
+        err.print(f"[bold yellow]note:[/] {escape(failure)}; the implementations it would register are recorded "
+                  "as error rows", highlight=False, soft_wrap=True)
 
     def _started(run_dir: Path, n_done: int) -> None:
         console.print(f"run directory: {run_dir}" + (f" (resuming, {n_done} done)" if n_done else ""))
@@ -226,15 +247,8 @@ def run(
     except api.RunInterrupted as e:
         err.print(str(e))
         raise typer.Exit(EXIT_INTERRUPTED)
-    except OSError as e:
-        err.print(f"[bold red]error:[/] --out {out}: cannot create the run directory there "
-                  f"({e.strerror or type(e).__name__})", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
     except api.CostModelError as e:
-        err.print(f"[bold red]cost model error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]cost model error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT)
     if outcome.cost_paths:
         console.print("cost model wrote " + ", ".join(str(p) for p in outcome.cost_paths))
@@ -292,9 +306,6 @@ def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Path, no
     except KeyboardInterrupt:
         err.print("interrupted: a quality run is not resumable; run it again")
         raise typer.Exit(EXIT_INTERRUPTED)
-    except (OSError, ValueError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
     head = json.loads((run_dir / "summary.json").read_text())
     console.print(f"wrote {run_dir}: " + json.dumps(head["at_sparse_topk"]))
     if not no_report:
@@ -353,21 +364,20 @@ def cost(
     from dsa_bench.report.load import RunError, load_run
     from dsa_bench.scenario import parse_scenario
 
-    try:
-        run = load_run(run_dir)
-        s = parse_scenario(run.meta.get("scenario"), str(run_dir / "run.json"))
-        rows = pd.read_csv(run_dir / "results.csv")
-        if not has_gpu_timings(rows):
-            raise ValueError(f"{run_dir}: no GPU timings of both a dense and a DSA implementation to price")
-        cfg = apply_overrides(s.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None}),
-                              gpu, price)
-        paths = write_cost_outputs(s.model_copy(update={"cost": cfg}), run_dir, rows)
-    except ScenarioError as e:
-        _print_scenario_error(e)
-        raise typer.Exit(EXIT_BAD_INPUT)
-    except (RunError, ValueError, FileNotFoundError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT)
+    # Errors (a bad option, not a run, no GPU timings) go to the command's error boundary: exit 2.
+    if gpu is not None or price is not None:
+        apply_overrides(None, gpu, price)  # refuse a bad --gpu / --price before reading anything
+    run = load_run(run_dir)
+    scenario_dict = run.meta.get("scenario")
+    if isinstance(scenario_dict, dict):  # the cpu: section plays no part in pricing a GPU run's timings
+        scenario_dict = {k: v for k, v in scenario_dict.items() if k != "cpu"}
+    s = parse_scenario(scenario_dict, str(run_dir / "run.json"))
+    rows = pd.read_csv(run_dir / "results.csv")
+    if not has_gpu_timings(rows):
+        raise RunError(f"{run_dir}: no GPU timings of both a dense and a DSA implementation to price")
+    cfg = apply_overrides(s.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None}),
+                          gpu, price)
+    paths = write_cost_outputs(s.model_copy(update={"cost": cfg}), run_dir, rows)
     console.print("cost model wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -381,6 +391,8 @@ def compare(
     html: Optional[Path] = typer.Option(None, "--html", help="also write the comparison as an HTML page"),
     gate_on: GateOn = typer.Option(GateOn.all, "--gate-on",
                                    help="what --fail-on-regression judges: every stage row, or whole calls only"),
+    allow_different: bool = typer.Option(False, "--allow-different",
+                                         help="compare even when the runs time different work (model, phase, dtype)"),
 ) -> None:
     """Compare two runs point by point: ratio of medians B/A and a verdict.
 
@@ -388,7 +400,7 @@ def compare(
     """
     from dsa_bench.report.cli_commands import compare_command
 
-    raise typer.Exit(compare_command(run_a, run_b, fail_on_regression, html, gate_on.value))
+    raise typer.Exit(compare_command(run_a, run_b, fail_on_regression, html, gate_on.value, allow_different))
 
 
 @app.command("check-kernels")
@@ -408,7 +420,7 @@ def check_kernels(
     raise typer.Exit(EXIT_FAILED_POINTS if failures else EXIT_OK)
 
 
-peers_app = typer.Typer(no_args_is_help=False, invoke_without_command=True,
+peers_app = GuardedTyper(no_args_is_help=False, invoke_without_command=True,
                         help="The production DSA kernels (FlashMLA, DeepGEMM, vLLM top-k, FA3): where they are, getting them.")
 app.add_typer(peers_app, name="peers")
 
@@ -490,7 +502,16 @@ def peers_unpack(
     if missing:
         err.print(f"[bold red]error:[/] no such file {missing[0]}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT)
-    unpack(parts, out)
+    import lzma
+    import tarfile
+
+    from dsa_bench.errors import InputError
+
+    try:
+        unpack(parts, out)
+    except (tarfile.TarError, lzma.LZMAError, EOFError) as e:
+        raise InputError(f"{parts[0]}: not an archive written by `dsa-bench peers pack` ({type(e).__name__}: {e})",
+                         hint="give the .tar.xz (or all its .partNN files) that `peers pack` wrote") from None
     console.print(f"unpacked under {out}", highlight=False)
 
 

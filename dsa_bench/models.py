@@ -1,26 +1,34 @@
 """Model presets: the attention shapes that decide what a benchmark point computes."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+# Sane upper bounds: far above any real MLA model (DeepSeek: 128 heads, a 576-wide latent), far below
+# sizes that could only end as out-of-memory rows after minutes of input generation.
+Heads = Annotated[PositiveInt, Field(le=1024)]
+HeadDim = Annotated[PositiveInt, Field(le=4096)]
+LatentRank = Annotated[PositiveInt, Field(le=65536)]
 
 
 class ModelShape(BaseModel):
     """Attention-relevant dimensions of an MLA / DSA model (DeepSeek naming)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str = "custom"
-    heads: PositiveInt = Field(128, description="attention heads")
-    kv_lora_rank: PositiveInt = Field(512, description="latent dim (value part of the MQA latent)")
-    qk_rope_head_dim: PositiveInt = Field(64, description="RoPE dims per head / in the latent")
-    qk_nope_head_dim: PositiveInt = Field(128, description="non-RoPE q/k dims per head (MHA form)")
-    v_head_dim: PositiveInt = Field(128, description="value dims per head (MHA form)")
-    index_heads: PositiveInt = Field(64, description="lightning indexer heads")
-    index_head_dim: PositiveInt = Field(128, description="lightning indexer head dim")
+    name: str = Field("custom", max_length=100)
+    heads: Heads = Field(128, description="attention heads")
+    kv_lora_rank: LatentRank = Field(512, description="latent dim (value part of the MQA latent)")
+    qk_rope_head_dim: HeadDim = Field(64, description="RoPE dims per head / in the latent")
+    qk_nope_head_dim: HeadDim = Field(128, description="non-RoPE q/k dims per head (MHA form)")
+    v_head_dim: HeadDim = Field(128, description="value dims per head (MHA form)")
+    index_heads: Heads = Field(64, description="lightning indexer heads")
+    index_head_dim: HeadDim = Field(128, description="lightning indexer head dim")
     # The rest of the layer, used by the cost model only.
-    layers: PositiveInt = 61
-    hidden: PositiveInt = 7168
-    q_lora_rank: PositiveInt = 1536
+    layers: Annotated[PositiveInt, Field(le=1024)] = 61
+    hidden: LatentRank = 7168
+    q_lora_rank: LatentRank = 1536
 
     @property
     def latent_dim(self) -> int:

@@ -116,39 +116,90 @@ class _Registry(dict):
 REGISTRY: dict[str, Implementation] = _Registry()
 
 
+# Names registered by register_failed_plugin: a later successful import of the plug-in replaces them.
+_STAND_INS: set[str] = set()
+
+
 def register(impl: Implementation) -> Implementation:
     REGISTRY._ensure()  # a plug-in registering first must still collide with a built-in of its name
     if impl.family not in FAMILIES:
         raise ValueError(f"{impl.name}: family must be one of {FAMILIES}, got {impl.family!r}")
-    if dict.__contains__(REGISTRY, impl.name):
+    if dict.__contains__(REGISTRY, impl.name) and impl.name not in _STAND_INS:
         raise ValueError(f"implementation {impl.name!r} is registered twice")
+    _STAND_INS.discard(impl.name)
     dict.__setitem__(REGISTRY, impl.name, impl)
     return impl
+
+
+class PluginLoadFailed(RuntimeError):
+    """Raised by a stand-in's prepare: the plug-in that should have registered it failed at import."""
+
+
+def register_failed_plugin(name: str, reason: str) -> None:
+    """A stand-in for implementation `name`, which a plug-in that failed at import would have registered:
+    each of its points becomes an `error` row naming the failure, and the rest of the sweep runs."""
+
+    def prepare(workload):
+        raise PluginLoadFailed(f"not registered: {reason}")
+
+    REGISTRY._ensure()
+    if dict.__contains__(REGISTRY, name) and name not in _STAND_INS:
+        return
+    dict.__setitem__(REGISTRY, name, Implementation(
+        name=name, family="dense", backend="plugin", phases=frozenset({"prefill", "decode"}), prepare=prepare,
+        description=f"stand-in: {reason}"))
+    _STAND_INS.add(name)
+
+
+class PluginFileError(ValueError):
+    """The path cannot be a plug-in (missing, not a regular file, not a .py file); nothing was run."""
+
+
+class PluginImportFailed(Exception):
+    """The plug-in's code raised `original` at import (any BaseException but the user's Ctrl-C)."""
+
+    def __init__(self, original: BaseException):
+        self.original = original
+        super().__init__(f"{type(original).__name__}: {original}")
 
 
 def load_plugin_file(path) -> None:
     """Import a plug-in module from a file (once per absolute path); it calls `register(...)`.
 
-    Importing runs the file's code, as pytest's conftest.py does: only name files you trust."""
+    Importing runs the file's code, as pytest's conftest.py does: only name files you trust. A real
+    Ctrl-C meanwhile is
+    recorded by dsa_bench.interrupts and propagates as KeyboardInterrupt; anything else the code raises
+    (SystemExit and KeyboardInterrupt included) comes out as PluginImportFailed."""
     import hashlib
     import importlib.util
     import sys
     from pathlib import Path
 
+    from dsa_bench.interrupts import reraise_if_user_interrupt, tracking
+
     path = Path(path).resolve()
+    if not path.exists():
+        raise PluginFileError(f"FileNotFoundError: no such file {str(path)!r}")
     if not path.is_file():
-        raise FileNotFoundError(f"no such file {str(path)!r}")
+        raise PluginFileError(f"{str(path)!r} is not a regular file")
+    if path.suffix != ".py":
+        raise PluginFileError(f"{str(path)!r} is not a Python file (a plug-in is a .py module that calls "
+                              "dsa_bench.registry.register)")
     name = "dsa_bench_plugin_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginFileError(f"{str(path)!r} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    with tracking():  # the decision whose interrupt it is must be made while the handlers are in place
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:  # noqa: BLE001 - whatever a user's module raises
+            del sys.modules[name]
+            reraise_if_user_interrupt(exc)
+            raise PluginImportFailed(exc) from exc
 
 
 def _load_entry_points() -> None:
@@ -156,8 +207,21 @@ def _load_entry_points() -> None:
     entry-point group (each entry point names a module or a callable that registers)."""
     from importlib.metadata import entry_points
 
+    from dsa_bench.interrupts import reraise_if_user_interrupt, tracking
+
     for ep in entry_points(group="dsa_bench.implementations"):
-        obj = ep.load()
-        if callable(obj):
-            obj()
+        with tracking():
+            try:
+                obj = ep.load()
+                if callable(obj):
+                    obj()
+            except BaseException as exc:  # noqa: BLE001 - an installed package's bug must not end every command
+                reraise_if_user_interrupt(exc)
+                text = str(exc).strip().splitlines()
+                ENTRY_POINT_FAILURES.append(f"entry point {ep.name!r} ({ep.value}): "
+                                            f"{type(exc).__name__}: {text[0] if text else ''}"[:300])
+
+
+# Installed plug-ins (entry points) whose code failed: load_scenario treats them like failed plug-in files.
+ENTRY_POINT_FAILURES: list[str] = []
 

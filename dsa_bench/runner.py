@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from dsa_bench import environment
+from dsa_bench.errors import InputError
+from dsa_bench.interrupts import reraise_if_user_interrupt
 from dsa_bench.ops import dense_form
 from dsa_bench.registry import REGISTRY, Implementation, Unavailable
 from dsa_bench.scenario import Scenario
@@ -152,7 +154,10 @@ class Runner:
             return [self._with_cost(r, w) for r in rows], samples
         except Unavailable as exc:
             return [dict(base, status="skipped", reason=_one_line(exc))], []
-        except Exception as exc:  # noqa: BLE001 - one bad point must not stop the sweep
+        except BaseException as exc:  # noqa: BLE001 - one bad point must not stop the sweep
+            # An implementation's own SystemExit / KeyboardInterrupt is its failure; the user's Ctrl-C
+            # (or SIGTERM) ends the sweep.
+            reraise_if_user_interrupt(exc)
             if _is_oom(exc):
                 return [dict(base, status="oom", reason=_one_line(exc))], []
             return [dict(base, status="error", reason=_one_line(exc))], []
@@ -309,6 +314,9 @@ def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch
     """Create (or reopen, with resume) the run directory; returns the store and the keys already done."""
     if resume:
         store = RunStore.latest(out_root, scenario.name)
+        if store is None:
+            raise InputError(f"--resume: there is no earlier run of scenario {scenario.name!r} under {out_root} "
+                             "to continue", hint="run without --resume to start one (or give the --out of the run)")
         if store is not None:
             meta = store.meta()
             if not _same_measurements(meta.get("scenario"), scenario) or meta.get("device") != device.type:
@@ -339,7 +347,13 @@ def start_run(scenario: Scenario, *, scenario_file: Optional[str], device: torch
         meta["production_kernels"] = peers
     run_id = new_run_id(device.type)
     meta["run_id"] = run_id
-    return RunStore.create(out_root, scenario.name, run_id, meta), set()
+    try:
+        return RunStore.create(out_root, scenario.name, run_id, meta), set()
+    except OSError as e:
+        from dsa_bench.errors import describe_os_error
+
+        raise InputError(f"--out {out_root}: cannot create the run directory there ({describe_os_error(e)})",
+                         hint="choose an --out that is a writable directory (or does not exist yet)") from None
 
 
 def _production_sources(scenario: Scenario) -> dict:
@@ -362,18 +376,23 @@ def _same_measurements(recorded, scenario: Scenario) -> bool:
         {k: v for k, v in now.items() if k != "refine_crossover"}
 
 
-def finish_run(store: RunStore, device: torch.device, status: str) -> None:
+def finish_run(store: RunStore, device: torch.device, status: str, reason: Optional[str] = None) -> None:
+    """Mark the run complete, failed (with the reason) or interrupted, and release its lock."""
     from dsa_bench.peers import libraries
 
-    meta = store.meta()
-    meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
-    variants = sorted({str(r["kernel_variant"]) for r in store.rows() if r.get("kernel_variant") not in (None, "")})
-    if variants:
-        meta["kernel_variants"] = variants
-    if libraries.loaded():  # what this process really loaded (a Ray run loads in its workers)
-        meta["production_kernels_loaded"] = libraries.loaded()
-    store.write_meta(meta)
-    store.unlock()
+    try:
+        meta = store.meta()
+        meta.update(status=status, end_time=_now(), clocks_end=environment.clocks_now(device))
+        if reason:
+            meta["failure"] = reason
+        variants = sorted({str(r["kernel_variant"]) for r in store.rows() if r.get("kernel_variant") not in (None, "")})
+        if variants:
+            meta["kernel_variants"] = variants
+        if libraries.loaded():  # what this process really loaded (a Ray run loads in its workers)
+            meta["production_kernels_loaded"] = libraries.loaded()
+        store.write_meta(meta)
+    finally:
+        store.unlock()
 
 
 def _now() -> str:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -22,6 +22,7 @@ from pydantic import (
 from dsa_bench.costmodel.config import CostConfig
 from dsa_bench.models import PRESETS, ModelShape
 from dsa_bench.quality.config import QualityConfig
+from dsa_bench.yaml_strict import YamlError, load_yaml
 
 AXES = ("context", "topk", "batch")
 
@@ -36,7 +37,15 @@ class ScenarioError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # strict: `true`, `2048.0` or `"2048"` where an integer belongs is an error, not 1 or 2048
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _no_bool(v: Any) -> Any:
+    """Literal[1, 2] takes `true` as 1 even in strict mode (True == 1 in Python): refuse it here."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be an integer, got {v!r}")
+    return v
 
 
 # Limits: what no real scenario needs, and what would only fail (or hang) later if accepted.
@@ -46,6 +55,7 @@ MAX_BATCH = 4096
 MAX_TOPK = 1 << 24
 MAX_POINTS = 10_000  # sweep points (crossed axes) in one scenario
 MAX_NAME = 100
+MAX_PLUGINS = 100
 
 
 class Sweep(_Strict):
@@ -63,6 +73,8 @@ class Sweep(_Strict):
         for group in self.zip:
             if len(group) < 2:
                 raise ValueError(f"zip: a group needs at least two axes, got {group}")
+            if len(set(group)) != len(group):
+                raise ValueError(f"zip: a group names an axis twice, got {group}")
             if seen & set(group):
                 raise ValueError(f"zip: axis {sorted(seen & set(group))[0]} is in two groups")
             seen |= set(group)
@@ -154,6 +166,8 @@ class CpuSection(_Strict):
     model: Optional[ModelShape] = None
     sweep: Sweep
     measure: Optional[dict[str, Any]] = None
+    prefill_tokens: Optional[PositiveInt] = Field(
+        None, description="replaces prefill_tokens on the CPU (a GPU-sized prefill step does not fit CPU contexts)")
 
     @field_validator("model", mode="before")
     @classmethod
@@ -219,6 +233,18 @@ class Scenario(_Strict):
     def _preset(cls, v):
         return _resolve_model(v)
 
+    @field_validator("decode_tokens", mode="before")
+    @classmethod
+    def _decode_tokens_not_bool(cls, v):
+        return _no_bool(v)
+
+    @field_validator("implementations_from", mode="before")
+    @classmethod
+    def _plugin_list_size(cls, v):
+        if isinstance(v, list) and len(v) > MAX_PLUGINS:
+            raise ValueError(f"at most {MAX_PLUGINS} plug-in files, got {len(v)}")
+        return v
+
     @field_validator("implementations")
     @classmethod
     def _known_implementations(cls, names: list[str]) -> list[str]:
@@ -237,6 +263,29 @@ class Scenario(_Strict):
     def _prefill_tokens_phase(self) -> "Scenario":
         if self.prefill_tokens is not None and self.phase != "prefill":
             raise ValueError(f"prefill_tokens: only for phase 'prefill', got phase {self.phase!r}")
+        if self.cpu is not None and self.cpu.prefill_tokens is not None and self.prefill_tokens is None:
+            raise ValueError("cpu.prefill_tokens: only with prefill_tokens (a prefill step) at the top level")
+        return self
+
+    @model_validator(mode="after")
+    def _query_tokens_fit_the_context(self) -> "Scenario":
+        """A call's S query tokens sit at the end of its T context tokens: S > T cannot be run as asked."""
+        if self.phase == "decode":
+            field, s = "decode_tokens", self.decode_tokens
+        elif self.phase == "prefill" and self.prefill_tokens is not None:
+            field, s = "prefill_tokens", self.prefill_tokens
+        else:
+            return self
+        checks = [(field, s, "sweep", self.sweep)]
+        if self.cpu is not None:
+            cpu_s = (self.cpu.prefill_tokens or s) if field == "prefill_tokens" else s
+            checks.append((f"cpu.{field}" if self.cpu.prefill_tokens else field, cpu_s, "cpu.sweep", self.cpu.sweep))
+        for name, n, where, sweep in checks:
+            if sweep is not None and min(sweep.context) < n:
+                raise ValueError(f"{name}: {n} query tokens do not fit in the smallest context of {where}.context "
+                                 f"({min(sweep.context)} tokens); make every context at least {n}"
+                                 + (" (or set cpu.prefill_tokens)" if where == "cpu.sweep" and field == "prefill_tokens"
+                                    else ""))
         return self
 
     @model_validator(mode="after")
@@ -266,6 +315,17 @@ class Scenario(_Strict):
         return masked_mha_crossover(self.model, self.cost, gpu=self.cost.measured_gpu or measured_gpu(measured),
                                     measured=measured)
 
+    # Set by load_scenario: the `--set` paths applied (for_device refuses those the cpu: section would
+    # replace) and the plug-ins whose code failed at import (their implementations become error rows).
+    _source: str = PrivateAttr("<scenario>")
+    _overrides: list = PrivateAttr(default_factory=list)
+    _plugin_failures: list = PrivateAttr(default_factory=list)
+
+    @property
+    def plugin_failures(self) -> list[str]:
+        """One line per plug-in file whose code failed at import (see _load_plugins)."""
+        return list(self._plugin_failures)
+
     def for_device(self, device: str) -> "Scenario":
         """The scenario as run on `device`: on the CPU, the `cpu:` section replaces model and sweep."""
         if device != "cpu" or not self.implementations:
@@ -275,6 +335,13 @@ class Scenario(_Strict):
                 self.name,
                 ["cpu: the scenario marks no CPU-safe sizes (add a `cpu:` section or run on a GPU)"],
             )
+        shadowed = [o for o in self._overrides if _replaced_by_cpu_section(o, self.cpu)]
+        if shadowed:
+            # Refused rather than redirected: the same --set must not silently mean another field, and a
+            # GPU-sized sweep moved into the Triton interpreter could run for hours.
+            raise ScenarioError(self._source, [
+                f"--set {o}: this run is on the CPU, where the scenario's cpu: section replaces this field, so "
+                f"the override would have no effect; use --set cpu.{o} instead (or run on a GPU)" for o in shadowed])
         measure = self.measure.model_dump()
         measure.update(self.cpu.measure or {})
         return self.model_copy(
@@ -282,8 +349,21 @@ class Scenario(_Strict):
                 "model": self.cpu.model or self.model,
                 "sweep": self.cpu.sweep,
                 "measure": Measure(**measure),
+                "prefill_tokens": self.cpu.prefill_tokens or self.prefill_tokens,
             }
         )
+
+
+def _replaced_by_cpu_section(override: str, cpu: CpuSection) -> bool:
+    """Whether the field an override path (`sweep.context`, `measure.min_samples`) sets is replaced on the CPU."""
+    head, _, rest = override.partition(".")
+    if head == "sweep":
+        return True  # cpu.sweep is required and replaces the whole sweep
+    if head == "model":
+        return cpu.model is not None
+    if head == "measure":
+        return bool(cpu.measure) and (not rest or rest.split(".")[0] in cpu.measure)
+    return False
 
 
 # --- error formatting ---------------------------------------------------------------------------
@@ -371,23 +451,6 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(source, format_validation_error(exc)) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-            except TypeError:  # an unhashable key: let the base class report it
-                pass
-        return super().construct_mapping(node, deep=deep)
-
-
 def _read_scenario_text(path: Path) -> str:
     """The file's text, refusing what is not a small regular UTF-8 text file (a FIFO or /dev/zero
     would block or fill memory)."""
@@ -413,20 +476,61 @@ def _read_scenario_text(path: Path) -> str:
         raise ScenarioError(str(path), [f"<file>: not UTF-8 text (byte {exc.start})"]) from None
 
 
-def _load_plugins(files: Any, base: Path, source: str) -> None:
-    """Import each plug-in file (it registers its implementations) before the names are validated."""
-    from dsa_bench.registry import load_plugin_file
+def _load_plugins(files: Any, base: Path, source: str) -> list[str]:
+    """Import each plug-in file (it registers its implementations) before the names are validated.
 
-    if not isinstance(files, list):
-        raise ScenarioError(source, ["implementations_from: must be a list of file paths"])
-    problems = []
+    A file that cannot be a plug-in (missing, not a .py file) is a scenario error. Code that fails at
+    import, whatever it raises (SystemExit and KeyboardInterrupt included, but not a real Ctrl-C), is
+    returned as a failure line: the run records the implementations it would have registered as
+    `error` rows and goes on."""
+    from dsa_bench.registry import PluginFileError, PluginImportFailed, load_plugin_file
+
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ScenarioError(source, ["implementations_from: must be a list of file paths (strings)"])
+    if len(files) > MAX_PLUGINS:
+        raise ScenarioError(source, [f"implementations_from: at most {MAX_PLUGINS} plug-in files, got {len(files)}"])
+    problems, failures = [], []
     for i, f in enumerate(files):
         try:
-            load_plugin_file(base / str(f))
-        except Exception as exc:  # noqa: BLE001 - any failure of a user's module is that module's error
-            problems.append(f"implementations_from[{i}]: cannot load {f!r}: {type(exc).__name__}: {exc}")
+            load_plugin_file(base / f)
+        except PluginFileError as exc:
+            problems.append(f"implementations_from[{i}]: cannot load {f!r}: {exc}")
+        except (OSError, ValueError) as exc:  # a path the OS refuses (a NUL byte, too long, a loop)
+            problems.append(f"implementations_from[{i}]: cannot load {f!r}: {_exc_line(exc)}")
+        except PluginImportFailed as exc:
+            failures.append(f"implementations_from[{i}]: cannot load {f!r}: {_exc_line(exc.original)}")
     if problems:
-        raise ScenarioError(source, problems)
+        raise ScenarioError(source, problems + failures)
+    return failures
+
+
+def _exc_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
+
+
+def _failed_entry_points_if_needed(data: Any) -> list[str]:
+    """Installed plug-ins that failed to load, when the scenario names an implementation nobody registered
+    (one of them may have been meant to); otherwise a broken unrelated package is not this scenario's problem."""
+    from dsa_bench.registry import ENTRY_POINT_FAILURES, REGISTRY
+
+    names = data.get("implementations") if isinstance(data, dict) else None
+    if not isinstance(names, list) or all(not isinstance(n, str) or n in REGISTRY for n in names):
+        return []
+    return list(ENTRY_POINT_FAILURES)
+
+
+def _stand_in_for_failed_plugins(data: Any, failures: list[str]) -> None:
+    """Names the scenario lists that no plug-in registered, while a plug-in failed at import: register
+    stand-ins whose every point is an `error` row naming the failure (the rest of the sweep runs)."""
+    from dsa_bench.registry import REGISTRY, register_failed_plugin
+
+    names = data.get("implementations") if isinstance(data, dict) else None
+    if not failures or not isinstance(names, list):
+        return
+    for name in names:
+        if isinstance(name, str) and name not in REGISTRY:
+            register_failed_plugin(name, "; ".join(failures))
 
 
 def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
@@ -442,9 +546,9 @@ def apply_overrides(data: Any, overrides: list[str], source: str) -> Any:
         if not sep or not path:
             raise ScenarioError(source, [f"--set {line!r}: expected FIELD.PATH=VALUE, e.g. sweep.context=[8192,65536]"])
         try:
-            value = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
-            raise ScenarioError(source, [f"--set {key}: the value is not YAML ({getattr(exc, 'problem', exc)})"]) from None
+            value = load_yaml(raw)
+        except YamlError as exc:
+            raise ScenarioError(source, [f"--set {key}: the value is not plain YAML ({exc})"]) from None
         node = data
         for i, k in enumerate(path[:-1]):
             nxt = node.get(k)
@@ -461,17 +565,20 @@ def load_scenario(path: Union[str, Path], overrides: Optional[list[str]] = None)
     path = Path(path)
     text = _read_scenario_text(path)
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ScenarioError(str(path), [f"<yaml>: {where}{getattr(exc, 'problem', exc)}"]) from None
-    except RecursionError:
-        raise ScenarioError(str(path), ["<yaml>: nested too deeply"]) from None
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise ScenarioError(str(path), [f"<yaml>: {exc}"]) from None
     data = apply_overrides(data, list(overrides or []), str(path))
+    failures: list[str] = []
     if isinstance(data, dict) and data.get("implementations_from"):
-        _load_plugins(data["implementations_from"], path.parent, str(path))
+        failures = _load_plugins(data["implementations_from"], path.parent, str(path))
+    failures += _failed_entry_points_if_needed(data)
+    _stand_in_for_failed_plugins(data, failures)
     try:
-        return parse_scenario(data, str(path))
+        s = parse_scenario(data, str(path))
     except RecursionError:
         raise ScenarioError(str(path), ["<scenario>: nested too deeply"]) from None
+    s._source = str(path)
+    s._overrides = [line.partition("=")[0].strip() for line in overrides or []]
+    s._plugin_failures = failures
+    return s

@@ -9,10 +9,16 @@ every finished point; `resume` reloads the keys already written and the runner s
 - A run directory is locked (filelock, released when the process dies) while a process writes to
   it: a second run or resume on the same directory is refused, not interleaved.
 - Run ids carry a random suffix: two runs started in the same second get different directories.
+- Each append is one write of whole lines; if it fails (a full disk), the file is cut back to where it
+  was, so no row is ever torn, and the error propagates (the run is marked failed; resume continues).
+- The run's files are never read or written through a symbolic link (a results.csv pointing at an
+  unrelated file must not be parsed, appended to or replaced).
 """
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
 import secrets
@@ -46,19 +52,34 @@ class RunLocked(ValueError):
     """Another process is writing to this run directory."""
 
 
+class RunFileError(ValueError):
+    """A run directory's file that cannot be used as it is (a symlink, not JSON, wrong field types)."""
+
+
+def refuse_symlink(path: Path) -> Path:
+    if Path(path).is_symlink():
+        raise RunFileError(f"{path} is a symbolic link (to {os.readlink(path)}); a run's files are never read or "
+                           "written through a link: replace it with the run's own file, or start a new run")
+    return Path(path)
+
+
 def new_run_id(device: str) -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + f"-{device}-{secrets.token_hex(2)}"
 
 
 def _atomic_write_rows(path: Path, cols: list[str], rows: Iterable[dict[str, Any]]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk during resume: the old file stays, no stray copy beside it
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
@@ -105,11 +126,18 @@ class RunStore:
     def create(cls, root: Path, scenario: str, run_id: str, meta: dict[str, Any]) -> "RunStore":
         store = cls(Path(root) / scenario / run_id)
         store.dir.mkdir(parents=True, exist_ok=False)
-        store.lock()
-        for path, cols in ((store.results_path, RESULT_COLUMNS), (store.samples_path, SAMPLE_COLUMNS)):
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(cols)
-        store.write_meta(meta)
+        try:
+            store.lock()
+            for path, cols in ((store.results_path, RESULT_COLUMNS), (store.samples_path, SAMPLE_COLUMNS)):
+                with path.open("w", newline="") as f:
+                    csv.writer(f).writerow(cols)
+            store.write_meta(meta)
+        except BaseException:  # a run directory that could not be set up whole is not left behind
+            import shutil
+
+            store.unlock()
+            shutil.rmtree(store.dir, ignore_errors=True)
+            raise
         return store
 
     @classmethod
@@ -121,6 +149,8 @@ class RunStore:
     def reopen(self) -> set[tuple]:
         """Prepare for resume (lock held): keep only complete points and their samples; return their
         keys. Both files are rewritten by write-then-rename."""
+        for path in (self.results_path, self.samples_path, self.meta_path):
+            refuse_symlink(path)
         self.lock()
         rows = _read_rows(self.results_path)
         by_key: dict[tuple, list[dict[str, str]]] = {}
@@ -134,12 +164,31 @@ class RunStore:
 
     # --- metadata ------------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return json.loads(self.meta_path.read_text())
+        """run.json as a mapping, or RunFileError naming the file."""
+        refuse_symlink(self.meta_path)
+        try:
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise RunFileError(f"{self.meta_path}: not valid JSON ({e}); this run directory cannot be "
+                               "continued: start a new run") from None
+        if not isinstance(meta, dict):
+            raise RunFileError(f"{self.meta_path}: expected a JSON object, got {type(meta).__name__}")
+        return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        os.replace(tmp, self.meta_path)  # atomic: run.json is never half-written
+        """Replace run.json atomically (never half-written). On a full disk the new copy cannot be
+        written beside the old one: rewrite it in place instead, so its status can still say `failed`."""
+        from dsa_bench.safe_io import dumps, write_text
+
+        text = dumps(meta, indent=2) + "\n"
+        try:
+            write_text(self.meta_path, text)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.meta_path.exists():
+                raise
+            with self.meta_path.open("r+", encoding="utf-8") as f:  # reuses the old file's blocks
+                f.write(text)
+                f.truncate()
 
     # --- rows ----------------------------------------------------------------------------------
     def append(self, rows: Iterable[dict[str, Any]], samples: Iterable[dict[str, Any]] = ()) -> None:
@@ -155,14 +204,36 @@ class RunStore:
         rows = list(rows)
         if not rows:
             return
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, cols, extrasaction="raise")
-            w.writerows({c: _fmt(r.get(c)) for c in cols} for r in rows)
-            f.flush()
-            os.fsync(f.fileno())
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, cols, extrasaction="raise")
+        w.writerows({c: _fmt(r.get(c)) for c in cols} for r in rows)
+        _append_whole(refuse_symlink(path), buf.getvalue().encode("utf-8"))
 
     def rows(self) -> list[dict[str, str]]:
         return _read_rows(self.results_path)
+
+
+def _append_whole(path: Path, data: bytes) -> None:
+    """Append `data` (whole lines) and sync; on any failure cut the file back to its old length, so a
+    full disk never leaves part of a row behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException as exc:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass  # the reader drops a torn last line; resume drops an incomplete point
+            if isinstance(exc, OSError) and exc.filename is None:  # os.write names no file: say which
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
+    finally:
+        os.close(fd)
 
 
 def _complete(rows: list[dict[str, str]]) -> bool:

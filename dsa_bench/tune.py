@@ -235,9 +235,11 @@ def main(argv: list[str]) -> int:
                 fn()
             except Exception as exc:  # noqa: BLE001
                 record(kind=name, error=f"{type(exc).__name__}: {exc}")
-            (out / "tune.json").write_text(json.dumps({
+            from dsa_bench.safe_io import write_json  # strict JSON: a failed timing's NaN becomes null
+
+            write_json(out / "tune.json", {
                 "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                "triton": triton.__version__, "seconds": time.time() - t0, "records": RECORDS}, indent=1))
+                "triton": triton.__version__, "seconds": time.time() - t0, "records": RECORDS})
     return 0
 
 

@@ -50,8 +50,13 @@ def apply_overrides(cfg: Any, gpu: Optional[str] = None, usd_per_hour: Optional[
     if gpu is not None:
         update["gpu"] = get_gpu(gpu).name
     if usd_per_hour is not None:
-        if not usd_per_hour > 0:
-            raise ValueError(f"--price must be a positive number of USD per GPU hour, got {usd_per_hour!r}")
+        import math
+
+        from dsa_bench.costmodel.config import MAX_GPU_HOUR_USD
+
+        if not (math.isfinite(usd_per_hour) and 0 < usd_per_hour <= MAX_GPU_HOUR_USD):
+            raise ValueError(f"--price: must be a positive, finite number of USD per GPU hour, at most "
+                             f"{MAX_GPU_HOUR_USD:g}; got {usd_per_hour!r}")
         update["gpu_hour_usd"] = float(usd_per_hour)
     return CostConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
 
@@ -79,7 +84,11 @@ def _results_path(run_dir: str | Path) -> Path:
         return p / "results.csv"
     runs = sorted(d for d in p.glob("*/") if (d / "results.csv").exists() and _finished(d)) if p.is_dir() else []
     if not runs:
-        raise FileNotFoundError(f"cost.measured_run: no results.csv at {p} (nor a finished run inside it)")
+        from dsa_bench.errors import InputError
+
+        raise InputError(f"cost.measured_run: no results.csv at {p} (nor a finished run inside it)",
+                         hint="point cost.measured_run at a run directory timed on a GPU (results/<scenario>/<run-id>), "
+                              "or use cost.source: roofline")
     return runs[-1] / "results.csv"  # run ids start with a UTC timestamp: the last sorts latest
 
 
@@ -100,6 +109,14 @@ def _run_gpu(results_csv: Path) -> Optional[str]:
         return None
     prof = profile_for_device(name)
     return None if prof is None else prof.name.split()[0]  # the chip: measured_gpu names a GPUS profile
+
+
+def check_measured_runs(cfg: Any) -> None:
+    """InputError now, before a run starts, when the cost section names measured runs that are not there."""
+    cfg = as_cost_config(cfg)
+    if cfg.source == "measured" and cfg.measured_run:
+        for d in cfg.measured_run if isinstance(cfg.measured_run, list) else [cfg.measured_run]:
+            _results_path(d)
 
 
 def load_measured(run_dirs: "str | Path | list") -> "pd.DataFrame":
@@ -196,7 +213,9 @@ def write_cost_outputs(scenario: Any, run_dir: Path, measured: Optional["pd.Data
         "config": cfg.model_dump(mode="json"),
     }
     json_path = run_dir / "cost_calibration.json"
-    json_path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    from dsa_bench.safe_io import write_json
+
+    write_json(json_path, info, indent=2)
     written.append(json_path)
 
     if cfg.plot:

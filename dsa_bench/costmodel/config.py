@@ -16,8 +16,11 @@ from dsa_bench.costmodel.gpus import get_gpu
 from dsa_bench.ops import MODEL_LABELS
 
 
+MAX_GPU_HOUR_USD = 1e6  # far above any rental price; 1e308 would overflow the curves into inf/NaN
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 # Peak rates these fractions refer to: H800 SXM5 dense BF16 989.5 TFLOP/s, FP8 1979 TFLOP/s, HBM 3.35 TB/s.
@@ -147,7 +150,7 @@ class CostConfig(_Strict):
     """The `cost:` section of a scenario."""
 
     # --- what to price --------------------------------------------------------------------------
-    gpu_hour_usd: PositiveFloat = Field(2.0, description="rental price of one GPU hour (USD)")
+    gpu_hour_usd: PositiveFloat = Field(2.0, le=MAX_GPU_HOUR_USD, description="rental price of one GPU hour (USD)")
     gpu: str = Field("H800", description="GPU profile priced (dsa_bench.costmodel.gpus: H800, H100, H200, A100)")
     source: Literal["roofline", "measured"] = Field(
         "roofline", description="attention kernel times: roofline (FLOPs/bytes at stated efficiencies) or measured "
@@ -199,6 +202,13 @@ class CostConfig(_Strict):
     @classmethod
     def _known_gpu(cls, v: Optional[str]) -> Optional[str]:
         return None if v is None else get_gpu(v).name
+
+    @field_validator("decode_tokens", mode="before")
+    @classmethod
+    def _decode_tokens_not_bool(cls, v):
+        if isinstance(v, bool):  # Literal[1, 2] would take `true` as 1
+            raise ValueError(f"must be an integer, got {v!r}")
+        return v
 
     @field_validator("labels", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 import pandas as pd
 
 from dsa_bench.quality.config import QualityConfig
+from dsa_bench.safe_io import building_dir, write_json
 
 
 def equivalent_topk(k: int, cfg: QualityConfig, max_position: int) -> int:
@@ -54,8 +55,6 @@ def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: 
     import torch
 
     from dsa_bench import environment
-    from dsa_bench.quality.plot import plot_quality
-    from dsa_bench.quality.train import run_quality
     from dsa_bench.store import new_run_id
 
     dev = torch.device(device)
@@ -65,13 +64,28 @@ def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: 
     meta = {"run_id": run_id, "scenario_name": scenario.name, "scenario_file": scenario_file,
             "scenario": scenario.model_dump(mode="json"), "device": dev.type, "phase": "quality",
             "status": "running", "start_time": _now(), "environment": environment.capture(dev)}
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+    write_json(run_dir / "run.json", meta)
     try:
-        res = run_quality(scenario.quality, progress=progress, device=dev)
-    except KeyboardInterrupt:
-        meta.update(status="interrupted", end_time=_now())
-        (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
+        _train_and_write(scenario, run_dir, progress, dev)
+    except BaseException as exc:  # run.json ends interrupted or failed, never `running`
+        meta.update(status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", end_time=_now())
+        if not isinstance(exc, KeyboardInterrupt):
+            meta["failure"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        try:
+            write_json(run_dir / "run.json", meta)
+        except OSError:
+            pass  # the original error says more than this one
         raise
+    meta.update(status="complete", end_time=_now())
+    write_json(run_dir / "run.json", meta)
+    return run_dir
+
+
+def _train_and_write(scenario: Any, run_dir: Path, progress: Optional[Callable], dev) -> None:
+    from dsa_bench.quality.plot import plot_quality
+    from dsa_bench.quality.train import run_quality
+
+    res = run_quality(scenario.quality, progress=progress, device=dev)
     costs = cost_by_k(scenario)
     cfg_cost = scenario.cost
     summary = res["summary"].copy()
@@ -82,10 +96,7 @@ def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: 
     summary.to_csv(run_dir / "quality_summary.csv", index=False)
     label = f"DSA decode USD / M tokens at {cfg_cost.max_position // 1024}K, {cfg_cost.gpu} (k scaled to the same share)"
     plot_quality(res["evals"], costs, run_dir / "quality.png", cost_label=label)
-    (run_dir / "summary.json").write_text(json.dumps(quality_headline(res, scenario.quality), indent=1) + "\n")
-    meta.update(status="complete", end_time=_now())
-    (run_dir / "run.json").write_text(json.dumps(meta, indent=1, default=str) + "\n")
-    return run_dir
+    write_json(run_dir / "summary.json", quality_headline(res, scenario.quality))
 
 
 def quality_headline(res: dict[str, pd.DataFrame], cfg: QualityConfig) -> dict[str, Any]:
@@ -107,19 +118,20 @@ def write_quality_report(run_dir: Path, out_root: Path = Path("reports")) -> Pat
     """reports/<scenario>/<run-id>/index.html: the headline, the plot and the tables."""
     from jinja2 import Environment, select_autoescape
 
-    from dsa_bench.report.load import safe_name
+    from dsa_bench.report.load import check_report_target, read_run_json, safe_name
 
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
-    dest = Path(out_root) / safe_name(meta["scenario_name"], "scenario name") / safe_name(meta["run_id"], "run id")
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run_dir / "quality.png", dest / "quality.png")
-    head = json.loads((run_dir / "summary.json").read_text())
-    summary = pd.read_csv(run_dir / "quality_summary.csv")
-    html = Environment(autoescape=select_autoescape(default=True)).from_string(_TEMPLATE).render(
-        meta=meta, head=head, summary=summary.round(4).to_dict("records"), columns=list(summary.columns))
-    (dest / "index.html").write_text(html)
-    return dest / "index.html"
+    meta = read_run_json(run_dir / "run.json")
+    final = check_report_target(Path(out_root) / safe_name(str(meta.get("scenario_name")), "scenario name")
+                                / safe_name(str(meta.get("run_id")), "run id"), run_dir)
+    with building_dir(final) as dest:  # renamed into place whole: never a half report
+        shutil.copy(run_dir / "quality.png", dest / "quality.png")
+        head = json.loads((run_dir / "summary.json").read_text())
+        summary = pd.read_csv(run_dir / "quality_summary.csv")
+        html = Environment(autoescape=select_autoescape(default=True)).from_string(_TEMPLATE).render(
+            meta=meta, head=head, summary=summary.round(4).to_dict("records"), columns=list(summary.columns))
+        (dest / "index.html").write_text(html)
+    return final / "index.html"
 
 
 _TEMPLATE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ meta.scenario_name }}: indexer quality</title>

@@ -22,7 +22,8 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dsa_bench.report.compare import VERDICT_RULE, compare_runs, display_rows, regressions
-from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, load_run, topk_label
+from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, check_report_target, load_run, topk_label
+from dsa_bench.safe_io import building_dir, write_json, write_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -40,21 +41,24 @@ def report_dir_for(run: Run, out_root: Path) -> Path:
 
 def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
     """Write reports/<scenario>/<run-id>/index.html and its PNGs; return the index.html path."""
+    run = load_run(Path(run_dir))
+    final = check_report_target(report_dir_for(run, out_root), run.dir)
+    # Built in a temporary folder beside the final one and renamed: an error (or a kill) never leaves a
+    # half report, and a re-made report keeps no old plot the run no longer supports.
+    with building_dir(final) as out:
+        _write_report(run, out)
+    return final / "index.html"
+
+
+def _write_report(run: Run, out: Path) -> None:
     from dsa_bench.report import ceilings, plots
     from dsa_bench.report.crossover import METHOD as crossover_method
     from dsa_bench.report.crossover import crossover_table
     from dsa_bench.report.fit import RULE, fit_table
 
-    run = load_run(Path(run_dir))
-    out = report_dir_for(run, out_root)
-    out.mkdir(parents=True, exist_ok=True)
-
     plot_entries = []
     for name, (fn, title, question) in plots.PLOTS.items():
         notes: list[str] = []
-        stale = out / f"{name}.png"
-        if stale.exists():
-            stale.unlink()  # a re-made report must not show an old plot the run no longer supports
         try:
             path = fn(run, out, notes)
         except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the whole report
@@ -75,7 +79,7 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
         plot_entries = sorted((e for e in plot_entries if e["file"]), key=lambda e: e["name"] != "cost_vs_position")
 
     summary = summary_json(run)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(out / "summary.json", summary)
     ok_all = run.results[(run.results["status"] == "ok") & run.results["latency_ms"].gt(0)]
     fits = fit_table(ok_all)
     cross = crossover_table(run.ok("total"))
@@ -105,15 +109,12 @@ def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
         run_dir=str(run.dir), version=__version__,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    index = out / "index.html"
-    index.write_text(html, encoding="utf-8")
-    return index
+    (out / "index.html").write_text(html, encoding="utf-8")
 
 
 def compare_html(df: pd.DataFrame, path: Path, fail_on_regression: Optional[float] = None) -> Path:
     """Write the comparison (from compare_runs) as a self-contained HTML page."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows = display_rows(df)
     failing = set(regressions(df, fail_on_regression).index) if fail_on_regression is not None else set()
     for i, r in zip(df.index, rows):
@@ -127,8 +128,8 @@ def compare_html(df: pd.DataFrame, path: Path, fail_on_regression: Optional[floa
         crossovers=df.attrs.get("crossovers") or [],
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    path.write_text(html, encoding="utf-8")
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text(path, html)  # whole or not at all
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -239,6 +240,8 @@ def _scenario_rows(run: Run) -> list[tuple[str, str]]:
 
 def _model_rows(run: Run) -> list[tuple[str, str]]:
     m = (run.meta.get("scenario") or {}).get("model") or {}
+    if isinstance(m, str):  # a preset's name (a run.json written by hand or by an older version)
+        return [("preset", m)]
     return [(k, str(v)) for k, v in m.items()]
 
 

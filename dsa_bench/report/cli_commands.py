@@ -34,19 +34,44 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
         else:
             index = build_report(Path(run_dir), Path(out))
     except RunError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
-    except Exception:  # noqa: BLE001 - called at the end of `run`: a report bug must not look like a lost run
-        err.print_exception()
-        err.print(f"[bold red]the report of {run_dir} could not be written[/]; the run's results are intact",
-                  highlight=False, soft_wrap=True)
+    except OSError as e:
+        from dsa_bench.errors import describe_os_error
+
+        if _inside(e.filename, run_dir):
+            err.print(f"[bold red]error:[/] cannot read the run: {escape(describe_os_error(e))}; the run directory "
+                      "is incomplete or unreadable", highlight=False, soft_wrap=True)
+        else:
+            err.print(f"[bold red]error:[/] cannot write the report under {escape(str(out))} "
+                      f"({escape(describe_os_error(e))}); choose a writable reports directory (--out, or "
+                      "--report-out of `run`); nothing was left half-written", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except Exception as e:  # noqa: BLE001 - called at the end of `run`: a report bug must not look like a lost run
+        from dsa_bench import cli_boundary
+
+        if cli_boundary.debug:
+            err.print_exception()
+        err.print(f"[bold red]the report of {escape(str(run_dir))} could not be written[/] "
+                  f"({escape(type(e).__name__)}: {escape(str(e)[:300])}); the run's results are intact. Run "
+                  "`dsa-bench --debug report RUN_DIR` for the traceback.", highlight=False, soft_wrap=True)
         return EXIT_REPORT_FAILED
     console.print(f"report: {index}", highlight=False, soft_wrap=True)
     return EXIT_OK
 
 
+def _inside(filename, folder: Path) -> bool:
+    """Whether the file an OSError names lies in `folder` (a read of the run, not a write of the report)."""
+    if not filename:
+        return False
+    try:
+        return Path(str(filename)).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
+
+
 def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float] = None,
-                    html: Optional[Path] = None, gate_on: str = "all") -> int:
+                    html: Optional[Path] = None, gate_on: str = "all", allow_different: bool = False) -> int:
     """Compare B against A point by point; 1 when --fail-on-regression PCT finds a regression, 2 on bad input."""
     import math
 
@@ -64,7 +89,13 @@ def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float
     try:
         df = compare_runs(Path(run_a), Path(run_b))
     except RunError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    mismatch = df.attrs.get("not_comparable")
+    if mismatch and not allow_different:
+        err.print(f"[bold red]error:[/] the runs are not comparable point by point: {escape(mismatch)}. Compare "
+                  "runs of the same scenario and model, or pass --allow-different to compare anyway",
+                  highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     both = df["verdict"].isin(["faster", "slower", "same", "unclear", "broken", "fixed"]) if len(df) else df.index == 0
     if fail_on_regression is not None and not both.any():
@@ -98,7 +129,14 @@ def compare_command(run_a: Path, run_b: Path, fail_on_regression: Optional[float
     console.print(", ".join(f"{n} {v}" for v, n in counts.items()) or "no matching points", highlight=False)
     console.print(VERDICT_RULE, style="dim", markup=False, highlight=False, soft_wrap=True)
     if html is not None:
-        path = compare_html(df, Path(html), fail_on_regression)
+        try:
+            path = compare_html(df, Path(html), fail_on_regression)
+        except OSError as e:
+            from dsa_bench.errors import describe_os_error
+
+            err.print(f"[bold red]error:[/] --html {escape(str(html))}: cannot write the page "
+                      f"({escape(describe_os_error(e))}); give a writable file path", highlight=False, soft_wrap=True)
+            return EXIT_BAD_INPUT
         console.print(f"comparison page: {path}", highlight=False, soft_wrap=True)
     if fail_on_regression is not None and len(failing):
         err.print(f"[bold red]{len(failing)} point(s) regressed[/] (slower by more than {fail_on_regression:g}% "

@@ -106,6 +106,7 @@ def compare_loaded(a: Run, b: Run, noise: float = NOISE) -> pd.DataFrame:
     df.attrs["meta_b"] = _summary(b)
     df.attrs["notes"] = _mismatch_notes(a, b)
     df.attrs["crossovers"] = crossover_rows(a, b)
+    df.attrs["not_comparable"] = not_comparable(a, b)
     df.attrs["noise"] = noise
     return df
 
@@ -120,6 +121,39 @@ def crossover_rows(a: Run, b: Run) -> list[dict[str, str]]:
             key = (sr.dsa_impl, sr.phase, sr.batch, topk_label(sr.topk))
             sides.setdefault(key, {"a": "-", "b": "-"})[side] = short_text(sr.crossover)
     return [{"dsa_impl": k[0], "phase": k[1], "batch": str(k[2]), "topk": k[3], **v} for k, v in sorted(sides.items())]
+
+
+# What decides the work of a point beyond its key (implementation, phase, stage, B, T, k): two runs that
+# differ here time different work under the same key, so their ratio would be meaningless.
+WORK_FIELDS = ("model", "phase", "decode_tokens", "prefill_tokens", "measure.dtype", "measure.indexer_dtype")
+
+
+def not_comparable(a: Run, b: Run) -> str:
+    """'' when matching points of A and B time the same work, else what differs (from run.json). A field
+    (or model dimension) that one run.json lacks, as an older version wrote it, is not a difference."""
+    sa, sb = a.meta.get("scenario") or {}, b.meta.get("scenario") or {}
+    if not sa or not sb:
+        return ""  # a run without its scenario cannot be checked; its load notes say so
+    missing = object()
+
+    def get(sc: Any, dotted: str) -> Any:
+        for part in dotted.split("."):
+            sc = sc.get(part, missing) if isinstance(sc, dict) else missing
+        return sc
+
+    diffs = []
+    for field in WORK_FIELDS:
+        va, vb = get(sa, field), get(sb, field)
+        if va is missing or vb is missing:
+            continue
+        if field == "model" and isinstance(va, dict) and isinstance(vb, dict):
+            dims = sorted(k for k in va.keys() & vb.keys() if k != "name" and va[k] != vb[k])
+            if dims:
+                diffs.append(f"model dimensions differ (A: {va.get('name', '?')}, B: {vb.get('name', '?')}: "
+                             + ", ".join(f"{k} {va[k]} vs {vb[k]}" for k in dims) + ")")
+        elif va != vb:
+            diffs.append(f"{field} differs (A: {va}, B: {vb})")
+    return "; ".join(diffs)
 
 
 def compare_runs(run_a: Path, run_b: Path, noise: float = NOISE) -> pd.DataFrame:
@@ -138,6 +172,9 @@ def _summary(r: Run) -> dict[str, Any]:
 
 def _mismatch_notes(a: Run, b: Run) -> list[str]:
     notes = []
+    if a.scenario_name != b.scenario_name:
+        notes.append(f"the runs are of different scenarios ({a.scenario_name} vs {b.scenario_name}): only points "
+                     "with the same implementation, phase, batch, context and k are compared")
     if a.device != b.device:
         notes.append(f"the runs were made on different devices ({a.device} vs {b.device})")
     ga, gb = a.env.get("gpu_name"), b.env.get("gpu_name")

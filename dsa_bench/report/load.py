@@ -29,6 +29,26 @@ class RunError(ValueError):
     """A directory that is not a readable run."""
 
 
+def refuse_symlink(path: Path) -> None:
+    """A run's file that is a symbolic link may point at anything (/etc/passwd): not read."""
+    if Path(path).is_symlink():
+        raise RunError(f"{path} is a symbolic link; a run's files are read only as regular files: copy the "
+                       "run's own file there")
+
+
+RUN_FILES = ("results.csv", "samples.csv", "run.json")
+
+
+def check_report_target(final: Path, run_dir: Path) -> Path:
+    """The report folder about to be replaced whole must be a report: never the run directory (`report
+    RUN --out results` names it), a folder holding it, or a folder holding a run's files."""
+    f, r = Path(final).resolve(), Path(run_dir).resolve()
+    if f == r or r.is_relative_to(f) or any((Path(final) / name).exists() for name in RUN_FILES):
+        raise RunError(f"the report would replace {final}, which holds a run's results (results.csv, run.json); "
+                       "choose a reports directory apart from the results (e.g. --out reports)")
+    return Path(final)
+
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -88,7 +108,51 @@ class Run:
         return r[m]
 
 
+# Fields of run.json the report reads, and the JSON types each may have (absent or null is fine).
+_STR, _NUM, _DICT, _LIST = (str,), (int, float), (dict,), (list,)
+META_TYPES = {
+    "scenario_name": _STR, "run_id": _STR, "status": _STR, "timing_note": _STR, "scenario_file": _STR,
+    "device": _STR, "start_time": _STR, "end_time": _STR, "environment": _DICT, "scenario": _DICT,
+    "clocks_start": _DICT + _STR, "clocks_end": _DICT + _STR, "workers": _LIST + _DICT,
+    "scenario.name": _STR, "scenario.description": _STR, "scenario.phase": _STR, "scenario.implementations": _LIST,
+    "scenario.decode_tokens": _NUM, "scenario.sweep": _DICT, "scenario.measure": _DICT, "scenario.model": _DICT + _STR,
+    "scenario.cost": _DICT, "scenario.cost.gpu_hour_usd": _NUM, "scenario.sweep.context": _LIST,
+    "scenario.sweep.topk": _LIST, "scenario.sweep.batch": _LIST, "scenario.sweep.zip": _LIST,
+    "environment.git": _DICT, "environment.argv": _LIST, "environment.gpu_name": _STR,
+}
+
+
+def check_meta_types(meta: dict[str, Any], path: Path) -> None:
+    """RunError naming the file and the field when run.json holds a value of the wrong type (a file
+    edited by hand or written by something else): better refused here than a crash deep in a plot."""
+    for dotted, types in META_TYPES.items():
+        node: Any = meta
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if isinstance(node, bool) or not isinstance(node, types):
+            want = " or ".join({str: "a string", int: "a number", float: "a number", dict: "an object",
+                                list: "a list"}[t] for t in dict.fromkeys(types))
+            raise RunError(f"{path}: field {dotted} must be {want}, got {json.dumps(node)[:60]}; the file was "
+                           "edited or written by another program: restore the run's own run.json")
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    refuse_symlink(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e}); restore the run's own run.json (or remove it to report "
+                       "without the environment)") from None
+    if not isinstance(meta, dict):
+        raise RunError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    check_meta_types(meta, path)
+    return meta
+
+
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    refuse_symlink(path)
     if not path.exists():
         return pd.DataFrame(columns=columns)
     if not path.is_file():
@@ -110,13 +174,24 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     return df
 
 
-def _typed_results(df: pd.DataFrame) -> pd.DataFrame:
+def _int_column(values: pd.Series, name: str, path: Path) -> pd.Series:
+    """A nullable integer column, or RunError naming the file, column and first bad row (1.5, 1e30)."""
+    num = pd.to_numeric(values.replace("", np.nan), errors="coerce")
+    bad = num.notna() & ((num % 1 != 0) | (num.abs() > 2 ** 62))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise RunError(f"{path}: column {name}, row {i + 2}: {str(values.iloc[i])[:40]!r} is not an integer; the "
+                       "file was edited or damaged: restore the run's own copy")
+    return num.astype("Int64")
+
+
+def _typed_results(df: pd.DataFrame, path: Path = Path("results.csv")) -> pd.DataFrame:
     df = df.copy()
     for c in NUMERIC:
-        df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
-    df["topk"] = df["topk"].astype("Int64")  # nullable: dense rows have no k
-    for c in ("batch", "context"):
-        df[c] = df[c].astype("Int64")
+        if c in ("topk", "batch", "context"):  # nullable integers: dense rows have no k
+            df[c] = _int_column(df[c], c, path)
+        else:
+            df[c] = pd.to_numeric(df[c].replace("", np.nan), errors="coerce")
     df["baseline"] = df["baseline"].astype(str).str.lower().isin(("true", "1", "yes"))
     for c in ("implementation", "family", "backend", "phase", "stage", "status", "reason", "check",
               "dtype", "indexer_dtype", "device", "worker"):
@@ -144,21 +219,16 @@ def load_run(run_dir: Path) -> Run:
         raise RunError(f"{run_dir}: not a run directory (no results.csv)")
     notes: list[str] = []
     meta: dict[str, Any] = {}
-    if (run_dir / "run.json").exists():
-        try:
-            meta = json.loads((run_dir / "run.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            notes.append(f"run.json is unreadable ({type(e).__name__}); environment unknown")
-        if not isinstance(meta, dict):
-            raise RunError(f"{run_dir / 'run.json'}: expected a JSON object, got {type(meta).__name__}")
+    if (run_dir / "run.json").exists() or (run_dir / "run.json").is_symlink():
+        meta = read_run_json(run_dir / "run.json")
     else:
         notes.append("run.json is missing; environment unknown")
-    results = _typed_results(_read_csv(run_dir / "results.csv", RESULT_COLUMNS))
+    results = _typed_results(_read_csv(run_dir / "results.csv", RESULT_COLUMNS), run_dir / "results.csv")
     samples = _read_csv(run_dir / "samples.csv", SAMPLE_COLUMNS)
     if len(samples):
         samples["ms"] = pd.to_numeric(samples["ms"], errors="coerce")
         for c in ("batch", "context", "topk"):
-            samples[c] = pd.to_numeric(samples[c].replace("", np.nan), errors="coerce").astype("Int64")
+            samples[c] = _int_column(samples[c], c, run_dir / "samples.csv")
     cost = None
     cpath = run_dir / "cost_curves.csv"
     if cpath.exists():

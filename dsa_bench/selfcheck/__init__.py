@@ -5,7 +5,6 @@ The harnesses (`attention.py`, `indexer.py` beside this file) ship with the pack
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,8 +22,10 @@ def run_selfcheck(out_dir: Path) -> tuple[Path, int]:
     failures = sum(1 for c in cases if not c.get("ok"))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "kernel_check.json"
-    path.write_text(json.dumps({
+    from dsa_bench.safe_io import write_json
+
+    write_json(path, {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment.capture(dev), "failures": failures, "cases": cases,
-    }, indent=2, default=str) + "\n")
+    }, indent=2)
     return path, failures

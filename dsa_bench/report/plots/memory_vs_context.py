@@ -53,6 +53,8 @@ def peak_series(pb: pd.DataFrame, ks: list[int]) -> list[tuple[str, object, pd.D
 
 def is_576(run: Run) -> bool:
     m = (run.meta.get("scenario") or {}).get("model") or {}
+    if not isinstance(m, dict):
+        return False
     return m.get("kv_lora_rank", 0) + m.get("qk_rope_head_dim", 0) == 576
 
 
