@@ -2,7 +2,7 @@
 
     from dsa_bench.api import run_scenario
     from dsa_bench.scenario import load_scenario
-    outcome = run_scenario(load_scenario("scenarios/smoke.yaml"), out="results")
+    outcome = run_scenario(load_scenario("scenarios/smoke.yaml"), out="dsa-bench-runs")
 
 The CLI is a thin shell over this (argument parsing, messages, exit codes); tests call it directly.
 """
@@ -58,7 +58,7 @@ def prepare_device(scenario: Scenario, device: str = "auto"):
 def run_scenario(
     scenario: Scenario,
     *,
-    out: str | Path = "results",
+    out: str | Path = "dsa-bench-runs",  # store.DEFAULT_ROOT
     device: str = "auto",
     resume: bool = False,
     scenario_file: Optional[str] = None,
@@ -143,7 +143,7 @@ def run_scenario(
     if resume and len({store_row_key(r) for r in outcome.rows}) <= len(done):
         outcome.notes.append(f"--resume: every (point, implementation) of {store.dir} was already done; "
                              "nothing new was measured")
-    priced = cost_scenario(scenario, dev.type, outcome.rows)
+    priced = cost_scenario(scenario, dev.type, outcome.rows, run_gpu=_gpu_profile(dev))
     if priced is not None:
         import pandas as pd
 
@@ -161,12 +161,18 @@ def run_scenario(
     return outcome
 
 
-def cost_scenario(scenario: Scenario, device: str, rows: list[dict[str, Any]]) -> Optional[Scenario]:
+def cost_scenario(scenario: Scenario, device: str, rows: list[dict[str, Any]],
+                  run_gpu: Optional[str] = None) -> Optional[Scenario]:
     """The scenario whose cost section prices this run, or None: as written when it asks for curves;
     otherwise, for a GPU run that timed dense and DSA, the full-model curves from its own rows
-    (`source: measured`; the roofline fills kinds it did not time, and cost_calibration.json says so)."""
-    if scenario.cost.curves:
-        return scenario
+    (`source: measured`; the roofline fills kinds it did not time, and cost_calibration.json says so).
+    A GPU run is priced on its own GPU (run_gpu, a cost-model profile name) unless the scenario's
+    cost.gpu or --gpu names one."""
+    cost = scenario.cost
+    if run_gpu and "gpu" not in cost.model_fields_set:
+        cost = cost.model_copy(update={"gpu": run_gpu})
+    if cost.curves:
+        return scenario if cost is scenario.cost else scenario.model_copy(update={"cost": cost})
     if device != "cuda" or not rows:
         return None
     import pandas as pd
@@ -175,8 +181,21 @@ def cost_scenario(scenario: Scenario, device: str, rows: list[dict[str, Any]]) -
 
     if not has_gpu_timings(pd.DataFrame(rows)):
         return None
-    cost = scenario.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None})
+    cost = cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None})
     return scenario.model_copy(update={"cost": cost})
+
+
+def _gpu_profile(dev) -> Optional[str]:
+    """The cost model's profile name of a CUDA device ('NVIDIA H200' -> 'H200'), None on the CPU or for
+    an unknown chip."""
+    if getattr(dev, "type", None) != "cuda":
+        return None
+    import torch
+
+    from dsa_bench.costmodel.gpus import profile_for_device
+
+    prof = profile_for_device(torch.cuda.get_device_name(dev))
+    return None if prof is None else prof.name.split()[0]
 
 
 def write_summary_json(run_dir: Path) -> Path:

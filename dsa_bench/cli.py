@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dsa_bench.cli_boundary import GuardedTyper, set_debug
 from dsa_bench.scenario import RefineCrossover, ScenarioError, load_scenario
+from dsa_bench.store import DEFAULT_ROOT
 
 app = GuardedTyper(
     add_completion=False, no_args_is_help=True,
@@ -22,6 +23,7 @@ app = GuardedTyper(
 console = Console()
 err = Console(stderr=True)
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+DEFAULT_OUT = DEFAULT_ROOT  # users' runs; the committed reference runs are written only with an explicit --out
 
 EXIT_OK, EXIT_FAILED_POINTS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 REFINE_DEFAULT = RefineCrossover.model_fields["tolerance"].default
@@ -81,10 +83,18 @@ def validate(scenarios: List[Path] = typer.Argument(..., help="scenario YAML fil
 
 
 @app.command("list")
-def list_() -> None:
-    """List implementations, model presets and shipped scenarios."""
+def list_(long: bool = typer.Option(False, "--long", "-l", help="tables with every detail (dimensions, descriptions)")) -> None:
+    """List implementations, model presets and shipped scenarios (names only; --long for the details)."""
     from dsa_bench.models import PRESETS
     from dsa_bench.registry import REGISTRY
+
+    if not long:
+        scenarios = sorted(p.name for p in SCENARIO_DIR.glob("*.yaml"))
+        for title, names in (("implementations", list(REGISTRY)), ("model presets", list(PRESETS)),
+                             (f"scenarios ({SCENARIO_DIR})", scenarios)):
+            console.print(f"[bold]{title}:[/] " + ", ".join(names), highlight=False, soft_wrap=False)
+        console.print("details: dsa-bench list --long", style="dim", highlight=False)
+        return
 
     t = Table(title="implementations")
     for col in ("name", "family", "backend", "phases", "baseline", "description"):
@@ -117,20 +127,22 @@ def list_() -> None:
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    out: Path = typer.Option(Path("results"), "--out", help="results root: writes OUT/<scenario>/<run-id>/"),
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="results root: writes OUT/<scenario>/<run-id>/"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest run of this scenario in OUT"),
     device: DeviceChoice = typer.Option(DeviceChoice.auto, "--device", help="auto picks cuda when available"),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="cost model: price on this GPU profile (h800, h100, h200, ...)"),
     price: Optional[float] = typer.Option(None, "--price", help="cost model: USD per GPU hour"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write the HTML report at the end"),
     report_out: Optional[Path] = typer.Option(
-        None, "--report-out", help="reports root for the end-of-run report (default: ./reports, or OUT/reports when --out is given)"),
+        None, "--report-out", help="reports root for the end-of-run report: REPORT_OUT/<scenario>/<run-id>/ "
+                                   "(default: the run directory's report/)"),
     only: Optional[str] = typer.Option(None, "--only", metavar="IMPL[,IMPL]",
                                        help="run only these of the scenario's implementations"),
     set_: List[str] = typer.Option([], "--set", metavar="FIELD=VALUE",
                                    help="override a scenario field, validated like the file (repeatable), e.g. --set sweep.context=[8192,65536]"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the planned (point, implementation) pairs and a time bound; run nothing"),
-    json_out: bool = typer.Option(False, "--json", help="print a JSON summary of the rows to stdout (everything else goes to stderr)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON document (answer, summary, typed rows; schema: "
+                                                         "dsa_bench/schemas/run-output.schema.json) to stdout; everything else goes to stderr"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress and no summary table; errors and notes only"),
     filter_: Optional[str] = typer.Option(None, "--filter", metavar="COND[,COND]",
                                           help="run only points matching every condition, e.g. 'context>=32768,batch=1'"),
@@ -149,12 +161,19 @@ def run(
     2 bad input (scenario, device, output directory), nothing measured; 130 interrupted (Ctrl-C or
     SIGTERM): finished points are kept, continue with --resume.
     """
+    from dsa_bench.jsonout import stdout_reserved
+
+    with stdout_reserved(json_out) as emit:  # with --json, stdout carries only the JSON document
+        _run(scenario, out, resume, device, gpu, price, no_report, report_out, only, set_, dry_run, json_out, quiet,
+             filter_, ray_address, gpus_per_point, refine, emit)
+
+
+def _run(scenario, out, resume, device, gpu, price, no_report, report_out, only, set_, dry_run, json_out, quiet,
+         filter_, ray_address, gpus_per_point, refine, emit) -> None:
+    console.stderr = json_out
     # Options that would silently do nothing here: said, not ignored.
     ignored = [opt for opt, unused in (("--report-out", report_out is not None and no_report),
                                        ("--gpus-per-point", gpus_per_point != 1.0 and ray_address is None)) if unused]
-    if report_out is None:
-        report_out = Path("reports") if out == Path("results") else out / "reports"
-    console.stderr = json_out  # with --json, stdout carries only the JSON summary
     if refine is not None:  # validated with the file, so a bad TOL is named like a bad field
         set_ = [*set_, f"refine_crossover.tolerance={refine!r}"]
     for opt in ignored:
@@ -193,13 +212,12 @@ def run(
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
     if s.phase == "quality":
-        unused = [name for name, v in (("--resume", resume), ("--ray", ray_address), ("--filter", filter_),
-                                       ("--json", json_out)) if v]
+        unused = [name for name, v in (("--resume", resume), ("--ray", ray_address), ("--filter", filter_)) if v]
         if unused:
             err.print(f"[bold red]error:[/] {', '.join(unused)}: not for a phase: quality scenario (one training "
                       "run, no sweep points to resume, spread or filter)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT)
-        _run_quality(s, scenario, out, device.value, report_out, no_report, dry_run, quiet)
+        _run_quality(s, scenario, out, device.value, report_out, no_report, dry_run, quiet, emit)
         return
     from dsa_bench import api
 
@@ -223,7 +241,8 @@ def run(
         except ImportError:
             err.print('[bold red]error:[/] --ray needs Ray: pip install -e ".[ray]"', highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT)
-    if dev.type == "cpu":
+    times_kernels = bool(run_s.implementations)  # a cost-model-only scenario (paper Figure 3) times nothing
+    if dev.type == "cpu" and times_kernels:
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
     for failure in s.plugin_failures:
         err.print(f"[bold yellow]note:[/] {escape(failure)}; the implementations it would register are recorded "
@@ -256,36 +275,41 @@ def run(
         err.print(f"[bold yellow]note:[/] {note}", highlight=False)
     from dsa_bench.summary import summary_table
 
-    if not quiet:
+    if not quiet and outcome.rows:
         console.print(summary_table(outcome.rows, width=console.width))
     bad = outcome.failed
-    if dev.type == "cpu":
+    if dev.type == "cpu" and times_kernels:
         err.print(f"[bold yellow]note:[/] {runner.CPU_TIMING_NOTE}", highlight=False)
     d = outcome.run_dir
     console.print(f"wrote {d / 'results.csv'}, {d / 'samples.csv'}, {d / 'run.json'}")
-    report_failed = False
+    index = None
     if not no_report:
-        from dsa_bench.report.cli_commands import report_command
+        from dsa_bench.report.cli_commands import build_report_quietly
 
-        report_failed = report_command(d, report_out) != 0
-    if report_failed:
+        index = build_report_quietly(d, report_out)
+    if not no_report and index is None:
         err.print("[bold red]the report failed[/] (results are intact; retry with `dsa-bench report`)", highlight=False)
-    if json_out:
-        import json as _json
-
-        fields = ("implementation", "stage", "phase", "batch", "context", "topk", "status", "latency_ms",
-                  "latency_ms_q1", "latency_ms_q3", "tflops", "gbps", "peak_mem_bytes", "usd_per_million_tokens",
-                  "timing", "reason", "refinement")
-        sys.stdout.write(_json.dumps({"run_dir": str(d), "scenario": s.name, "device": dev.type,
-                                      "rows": [{k: x.get(k, "") for k in fields} for x in outcome.rows]}, indent=1) + "\n")
     if bad:
         err.print(f"[bold red]{len(bad)} row(s) failed[/] (status wrong/error): see the reason column")
-    if bad or report_failed:
+    from dsa_bench.report.cli_commands import print_answer, read_summary
+
+    summary = read_summary(d)
+    sentences = print_answer(summary, report=index)
+    emit(_json_document(s, run_s.phase, dev.type, d, index, sentences, summary, outcome.rows, len(bad),
+                        outcome.cost_paths))
+    if bad or (not no_report and index is None):
         raise typer.Exit(EXIT_FAILED_POINTS)
 
 
-def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Path, no_report: bool, dry_run: bool,
-                 quiet: bool) -> None:
+def _json_document(s, phase, device, run_dir, index, sentences, summary, rows, failed, cost_paths):
+    from dsa_bench.jsonout import document
+
+    return document(scenario=s.name, phase=phase, device=device, run_dir=run_dir, report=index, answer=sentences,
+                    summary=summary, rows=rows, failed_rows=failed, cost_files=cost_paths)
+
+
+def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Optional[Path], no_report: bool,
+                 dry_run: bool, quiet: bool, emit) -> None:
     """`run` of a phase: quality scenario: train and evaluate the indexer, then its report."""
     from dsa_bench import api
     from dsa_bench.quality.run import write_quality_report
@@ -306,10 +330,16 @@ def _run_quality(s, scenario: Path, out: Path, device: str, report_out: Path, no
     except KeyboardInterrupt:
         err.print("interrupted: a quality run is not resumable; run it again")
         raise typer.Exit(EXIT_INTERRUPTED)
+    from dsa_bench.report.answer import quality_sentences
+    from dsa_bench.report.cli_commands import print_sentences
+
     head = json.loads((run_dir / "summary.json").read_text())
-    console.print(f"wrote {run_dir}: " + json.dumps(head["at_sparse_topk"]))
-    if not no_report:
-        console.print(f"report: {write_quality_report(run_dir, report_out)}")
+    console.print(f"wrote {run_dir}", highlight=False, soft_wrap=True)
+    index = None if no_report else write_quality_report(run_dir, report_out)
+    sentences = quality_sentences(head)
+    print_sentences(sentences, report=index)
+    dev = json.loads((run_dir / "run.json").read_text()).get("device", device)
+    emit(_json_document(s, "quality", dev, run_dir, index, sentences, head, [], 0, []))
 
 
 def _print_plan(s, device: str, keep=None) -> None:
@@ -326,9 +356,16 @@ def _print_plan(s, device: str, keep=None) -> None:
     console.print(t)
     m = s.measure
     per = (m.warmup_ms + m.max_time_ms) / 1e3 * (4 if m.stages else 1)  # whole call, then up to 3 stages
-    console.print(f"timing takes at most ~{len(tasks) * per / 60:.1f} min ({len(tasks)} pairs x "
-                  f"(warmup_ms + max_time_ms){' x 4 with DSA stages' if m.stages else ''}), plus compiles, "
-                  "input generation and correctness checks", highlight=False)
+    bound = len(tasks) * per
+    text = (f"timing takes at most ~{_minutes(bound)} ({len(tasks)} pairs x (warmup_ms + max_time_ms)"
+            f"{' x 4 with DSA stages' if m.stages else ''})")
+    if device == "cpu":  # in the Triton interpreter, compiles and checks outweigh the timing itself
+        text += (f"; with the interpreter's compiles, input generation and correctness checks (~{CPU_PAIR_OVERHEAD_S} s "
+                 f"a pair on an idle 2-core machine) expect ~{_minutes(bound + len(tasks) * CPU_PAIR_OVERHEAD_S)}, "
+                 "longer when the cores are shared")
+    else:
+        text += ", plus compiles (seconds per new shape), input generation and correctness checks"
+    console.print(text, highlight=False)
     if s.refine_crossover is not None:
         rc = s.refine_crossover
         console.print(f"then crossover refinement: per crossing (DSA, phase, batch, k), up to {rc.max_points} new "
@@ -336,12 +373,23 @@ def _print_plan(s, device: str, keep=None) -> None:
                       f"bracket is within {rc.tolerance:.0%}", highlight=False)
 
 
+# Measured: the quickstart's 6 CPU pairs took 35 s on a 2-core machine (~12 s of it timing), 60 s with
+# its cores shared by other work.
+CPU_PAIR_OVERHEAD_S = 4
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 @app.command()
 def report(
-    run_dir: Path = typer.Argument(..., help="run directory: results/<scenario>/<run-id>"),
-    out: Path = typer.Option(Path("reports"), "--out", help="reports root: writes OUT/<scenario>/<run-id>/index.html"),
+    run_dir: Path = typer.Argument(..., help="run directory: <out>/<scenario>/<run-id>"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="reports root: writes OUT/<scenario>/<run-id>/index.html (default: RUN_DIR/report/; "
+                            "the committed reports: --out reports)"),
 ) -> None:
-    """Write the HTML report of a run: plots, scaling fits, crossover, results table."""
+    """Write the HTML report of a run (plots, scaling fits, crossover, results table); print its answer."""
     from dsa_bench.report.cli_commands import report_command
 
     raise typer.Exit(report_command(run_dir, out))
@@ -375,10 +423,23 @@ def cost(
     rows = pd.read_csv(run_dir / "results.csv")
     if not has_gpu_timings(rows):
         raise RunError(f"{run_dir}: no GPU timings of both a dense and a DSA implementation to price")
+    from dsa_bench.api import write_summary_json
+    from dsa_bench.report.fullcost import run_gpu_profile
+
+    # The run's own GPU unless --gpu asks for another (what run.json's cost.gpu says is a default then).
     cfg = apply_overrides(s.cost.model_copy(update={"curves": True, "source": "measured", "measured_run": None}),
-                          gpu, price)
+                          gpu or run_gpu_profile(run), price)
     paths = write_cost_outputs(s.model_copy(update={"cost": cfg}), run_dir, rows)
-    console.print("cost model wrote " + ", ".join(str(p) for p in paths))
+    paths.append(write_summary_json(run_dir))  # the run's answer follows its new price
+    console.print("cost model wrote " + ", ".join(str(p) for p in paths), highlight=False, soft_wrap=True)
+    from dsa_bench.report.answer import full_cost_sentence
+    from dsa_bench.report.cli_commands import print_sentences
+    from dsa_bench.report.fullcost import full_model_cost
+
+    sentence = full_cost_sentence(full_model_cost(load_run(run_dir)))
+    print_sentences([sentence] if sentence else [])
+    console.print(f"its HTML report keeps the old price until `dsa-bench report {run_dir}` re-renders it",
+                  style="dim", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -405,7 +466,7 @@ def compare(
 
 @app.command("check-kernels")
 def check_kernels(
-    out: Path = typer.Option(Path("results/kernel-check"), "--out", help="directory for kernel_check.json"),
+    out: Path = typer.Option(DEFAULT_OUT / "kernel-check", "--out", help="directory for kernel_check.json"),
 ) -> None:
     """On a GPU: compare every Triton kernel with its PyTorch reference at DeepSeek shapes (T up to 128K)."""
     import torch

@@ -7,7 +7,8 @@ every finished point; `resume` reloads the keys already written and the runner s
 - Resume rewrites the files it trims by write-then-rename: a kill at any moment leaves either the
   old or the new file, never a truncated one.
 - A run directory is locked (filelock, released when the process dies) while a process writes to
-  it: a second run or resume on the same directory is refused, not interleaved.
+  it: a second run or resume on the same directory is refused, not interleaved. A finished run
+  leaves no lock file behind.
 - Run ids carry a random suffix: two runs started in the same second get different directories.
 - Each append is one write of whole lines; if it fails (a full disk), the file is cut back to where it
   was, so no row is ever torn, and the error propagates (the run is marked failed; resume continues).
@@ -35,6 +36,9 @@ RESULT_COLUMNS = [
     "sm_clock_max_mhz", "gpu_temp_c", "throttled", "worker", "attention_mode",
     "kernel_variant", "refinement",
 ]
+# Where runs go unless told otherwise: apart from the committed reference runs (results/, reports/,
+# written only with an explicit --out) and git-ignored, so users' runs stay out of `git status`.
+DEFAULT_ROOT = Path("dsa-bench-runs")
 SAMPLE_COLUMNS = ["implementation", "phase", "stage", "batch", "context", "topk", "chunk", "sample", "ms"]
 STATUSES = ("ok", "oom", "wrong", "error", "skipped")
 
@@ -117,7 +121,13 @@ class RunStore:
         return self
 
     def unlock(self) -> None:
+        """Release the lock and remove its file: a finished run holds only its results. Removed while
+        still held, so no other process can be holding it; a later resume creates it again."""
         if self._lock is not None:
+            try:
+                os.unlink(self._lock.lock_file)
+            except OSError:
+                pass
             self._lock.release()
             self._lock = None
 

@@ -118,6 +118,7 @@ class PageReport:
     images: int = 0
     screenshot: Optional[Path] = None
     title: str = ""
+    content_width: int = 0  # CSS px of the laid-out page: wider than the window means a horizontal page scroll
 
     @property
     def problems(self) -> list[str]:
@@ -244,6 +245,7 @@ def load_page(html: Path, screenshot: Path, width: int = 1400, timeout: float = 
         report.broken_images = [src for src, complete, w in info["images"] if not complete or not w]
         metrics = pipe.call("Page.getLayoutMetrics", session=sid, timeout=timeout)
         size = metrics.get("cssContentSize") or metrics.get("contentSize")
+        report.content_width = int(size["width"])
         height = int(min(max(size["height"], 200), 30000))
         shot = pipe.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,

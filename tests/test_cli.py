@@ -48,8 +48,18 @@ def test_run_without_cpu_section_on_cpu_exits_2(tmp_path):
 def test_list_shows_implementations_presets_scenarios():
     r = cli.invoke(app, ["list"])
     assert r.exit_code == 0
-    for word in ("dense-triton", "dsa-triton", "dense-sdpa", "deepseek-v3.2", "quickstart.yaml"):
+    for word in ("dense-triton", "dsa-triton", "dense-sdpa", "deepseek-v3.2", "quickstart.yaml", "--long"):
         assert word in r.output
+    assert len(r.output.splitlines()) <= 15  # short by default
+    long = cli.invoke(app, ["list", "--long"])
+    assert long.exit_code == 0 and "description" in long.output and len(long.output) > 3 * len(r.output)
+
+
+def test_default_output_is_outside_the_committed_trees():
+    from dsa_bench.cli import DEFAULT_OUT
+
+    assert DEFAULT_OUT.parts[0] not in ("results", "reports")
+    assert f"/{DEFAULT_OUT}/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_run_smoke_writes_three_files(smoke_cli_run):
@@ -75,9 +85,14 @@ def test_run_smoke_writes_three_files(smoke_cli_run):
         assert k in meta["environment"]
     assert meta["start_time"] and meta["end_time"]
     assert "NOT GPU timings" in r.output
-    # With --out, the end-of-run report goes under it too, not into ./reports; it opens with the answer.
-    index = (tmp_path / "reports" / "smoke" / d.name / "index.html").read_text()
+    # The end-of-run report goes beside the run (not into the checkout's reports/); it opens with the answer,
+    # and the terminal ends with the same answer.
+    index = (d / "report" / "index.html").read_text()
     assert index.index('id="answer"') < index.index('id="findings"')
+    tail = r.output[r.output.index("answer (token counts in K = 1024 tokens; CPU timings, not GPU ones):"):]
+    joined = " ".join(tail.split())
+    assert "dsa-triton" in joined and ("faster than" in joined or "as fast as" in joined)
+    assert not (d / ".lock").exists()
     summary = json.loads((d / "summary.json").read_text())
     assert summary["headlines"] and {"speedup", "crossover", "shares"} <= set(summary["headlines"][0])
     # Resume of a finished run does nothing and still succeeds.
@@ -112,6 +127,7 @@ def test_only_and_dry_run_write_nothing(tmp_path):
                          "--device", "cpu", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "dense-torch" in r.output and "dsa-torch" not in r.output and "pairs" in r.output
+    assert "expect ~" in r.output  # on the CPU the estimate counts the interpreter's compiles and checks
     assert not out.exists()
 
 
@@ -148,3 +164,35 @@ def test_filter_selects_points_and_rejects_bad_conditions(tmp_path):
     r = cli.invoke(app, ["run", str(ROOT / "scenarios" / "smoke.yaml"), "--filter", "depth>3", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "'depth>3' is not FIELD OP NUMBER" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```bash\n{ci}\n```" in readme
+    assert ci.startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+
+
+def test_cost_only_run_prints_its_curves_answer_not_an_empty_table(tmp_path):
+    r = CliRunner().invoke(app, ["run", str(ROOT / "scenarios" / "paper-figure3.yaml"), "--out", str(tmp_path),
+                                 "--set", "cost.position_step=8192"])
+    assert r.exit_code == 0, r.output
+    assert "results (whole call" not in r.output and "NOT GPU timings" not in r.output
+    tail = " ".join(r.output[r.output.index("answer ("):].split())
+    assert "cost per token of the full model" in tail and "priced on H800 at $2/GPU-hour" in tail
+    assert "prefill (modelled: roofline): DSA cheaper from ≈" in tail and "at 128K" in tail
+
+
+def test_cost_prices_a_gpu_run_on_its_own_gpu_unless_asked(tmp_path):
+    import shutil
+
+    run = tmp_path / "prefill-deployed" / "r"
+    shutil.copytree(ROOT / "results" / "prefill-deployed" / "20261201-055818-cuda-6f88", run)
+    r = CliRunner().invoke(app, ["cost", str(run)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "cost_calibration.json").read_text())["gpu"] == "H200"
+    tail = " ".join(r.output[r.output.index("answer ("):].split())
+    assert "priced on H200 (this run's GPU) at $2/GPU-hour" in tail and "prefill (measured kernels)" in tail
+    r = CliRunner().invoke(app, ["cost", str(run), "--gpu", "h800"])
+    assert r.exit_code == 0, r.output
+    assert "priced on H800 at $2/GPU-hour (the run's cost settings; it ran on H200)" in " ".join(r.output.split())

@@ -452,7 +452,7 @@ def test_cli_run_of_paper_scenario(tmp_path):
     assert df["position_tokens"].max() == 131072
     # The report of a run that timed nothing opens with the cost figure: no "not GPU timings"
     # banner, no findings, no "not available" placeholders.
-    html = next((tmp_path / "reports" / "paper-figure3").glob("*/index.html")).read_text()
+    html = (run / "report" / "index.html").read_text()  # the report beside the run
     assert html.index('id="cost_vs_position"') < html.index('id="environment"')
     assert "Not GPU timings" not in html and "Not available for this run" not in html and 'id="findings"' not in html
 
@@ -473,7 +473,7 @@ def test_cost_report_tables_the_paper_errors(tmp_path):
     r = CliRunner().invoke(app, ["run", str(SCENARIO), "--out", str(tmp_path),
                                  "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    html = next((tmp_path / "reports").rglob("index.html")).read_text()
+    html = next(tmp_path.rglob("report/index.html")).read_text()
     assert "Against the paper&#39;s Figure 3 points" in html or "Against the paper's Figure 3 points" in html
     assert html.count("<tr><td>decode</td>") == 10 and "%</td>" in html
 
@@ -493,6 +493,10 @@ def test_gpu_run_of_dense_and_dsa_gets_measured_cost_curves():
     assert cost_scenario(s, "cuda", [r for r in rows if r["family"] == "dense"]) is None
     asked = s.model_copy(update={"cost": s.cost.model_copy(update={"curves": True})})
     assert cost_scenario(asked, "cpu", []) is asked
+    # Priced on the run's own GPU unless the scenario names one
+    assert cost_scenario(s, "cuda", rows, run_gpu="H200").cost.gpu == "H200"
+    named = parse_scenario({**s.model_dump(mode="json"), "cost": {"gpu": "H800"}})
+    assert cost_scenario(named, "cuda", rows, run_gpu="H200").cost.gpu == "H800"
 
 
 def test_cost_command_reprices_a_gpu_run(tmp_path):

@@ -105,10 +105,10 @@ def test_crossover_with_overhead_lies_in_bracket():
 def test_no_crossover_is_said_plainly():
     never = find_crossover(L, 10 * L, L)
     assert never.context is None and never.status == "never_faster"
-    assert "no crossover within 1024-131072" in never.message
+    assert "no crossover within 1K-128K" in never.message
     always = find_crossover(L, 0.5 * L, L)
     assert always.context is None and always.status == "always_faster"
-    assert "below 1024" in always.message
+    assert "below 1K" in always.message
     assert find_crossover([], [], []).status == "insufficient"
 
 

@@ -133,7 +133,7 @@ def test_stage_breakdown_figure_is_linear_shares_with_a_note_when_clipped(tmp_pa
     text = " ".join(t.get_text() for t in labels)
     for want in ("lightning indexer", "top-k selection", "sparse MLA", "masked MHA", "launch / host / other"):
         assert want in text
-    assert any("clipped at 0" in n and "2,048" in n for n in notes), notes
+    assert any("clipped at 0" in n and "L = 2K" in n for n in notes), notes
     above = [t.get_text() for t in ax.texts]
     assert any(t.startswith("10 ms") for t in above) and any(t.startswith("5 ms*") for t in above)
     assert set(STAGES) <= set(STAGE_COLORS) and len(set(STAGE_COLORS.values())) == len(STAGE_COLORS)

@@ -197,7 +197,7 @@ def test_quality_scenario_runs_through_the_cli(tmp_path):
     head = json.loads((run_dir / "summary.json").read_text())
     assert head["at_sparse_topk"]["k"] == 8 and set(head["kl_loss"]) == {"warmup", "sparse"}
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
-    assert (tmp_path / "res" / "reports" / "q").exists() or "report:" in r.output
+    assert (run_dir / "report" / "index.html").exists() and "report:" in r.output  # the report beside the run
     for bad in ({**spec, "implementations": ["dense-torch"]}, {k: v for k, v in spec.items() if k != "quality"}):
         with pytest.raises(ScenarioError):
             parse_scenario(bad)

@@ -94,7 +94,7 @@ def test_non_crossing_and_multiply_crossing_series_are_said_plainly(sweep_run):
     _, run_dir = sweep_run
     h = _headlines(run_dir)
     assert h[2]["status"] == "never_faster" and h[2]["bracket"] is None and h[2]["low"] is None
-    assert "no crossover within 1024-16384" in h[2]["message"]
+    assert "no crossover within 1K-16K" in h[2]["message"]
     assert h[3]["status"] == "crosses" and h[3]["crossings"] == 2 and h[3]["bracket"] == [4096, 16384]
     assert "the curves cross 2 times, this is the last crossing" in h[3]["message"]
 

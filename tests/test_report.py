@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ from dsa_bench.store import RunStore
 from dsa_bench.workload import Point, Workload
 
 from browser import check_static, find_chromium, image_sources, load_page
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ALL_PLOTS = list(PLOTS)
 CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
@@ -194,6 +197,8 @@ def test_synthetic_fit_and_crossover_are_right(gpu_report):
     section = _section(html, "crossover")
     assert f"~{fmt_context(c['crossover_context'])} (log-log interpolation)" in section
     assert f"{fmt_context(c['bracket_low'])}-{fmt_context(c['bracket_high'])}" in section
+    # One notation for token counts (K = 1024) everywhere on the page: no "11,204" beside "~10.9K".
+    assert TOKEN_COUNT_WITH_COMMAS.search(html) is None and "K = 1024" in html
 
 
 def test_report_on_smoke_run(smoke_run, tmp_path):
@@ -218,14 +223,53 @@ def test_report_command_on_smoke_run(smoke_run, tmp_path, capsys):
     assert report_command(smoke_run, tmp_path) == 0
     assert (tmp_path / "smoke" / smoke_run.name / "index.html").exists()
     assert report_command(tmp_path / "nope", tmp_path) == 2
+    # Without --out, the report goes beside the run, wherever the run is; the command ends with the answer.
+    copy = tmp_path / "elsewhere" / smoke_run.name
+    shutil.copytree(smoke_run, copy, ignore=shutil.ignore_patterns("report"))
+    capsys.readouterr()
+    assert report_command(copy) == 0
+    out = capsys.readouterr().out
+    assert (copy / "report" / "index.html").exists() and f"report: {copy / 'report' / 'index.html'}" in out
+    assert "answer (token counts in K = 1024 tokens; CPU timings, not GPU ones):" in out and "faster" in out
+
+
+# "47,497" where the page says "46.4K" (the ceilings' datasheet quote "1,979 TFLOPS" is no token count)
+TOKEN_COUNT_WITH_COMMAS = re.compile(r"\b\d{1,3}(?:,\d{3})+\b(?! TFLOPS)")
+COMMITTED_GPU_RUN = ROOT / "results" / "prefill-deployed" / "20261201-055818-cuda-6f88"
+
+
+def test_committed_gpu_report_tells_one_story(tmp_path):
+    """Re-rendered from the committed H200 run (into tmp_path, never into the checkout)."""
+    index = build_report(COMMITTED_GPU_RUN, tmp_path)
+    html = index.read_text()
+    answer = html[html.index('id="answer"'):html.index("</section>", html.index('id="answer"'))]
+    # dsa-deployed ran the same sparse form as dsa-triton at 64K: one bullet, not two identical ones
+    assert answer.count("<li>") == 2 and "dsa-deployed and dsa-triton (the same here) are 1.30x faster" in answer
+    assert "latency of this attention call (measured)" in answer and "cost per token of the full model" in answer
+    # priced on H800 by the run's cost settings: said, with the GPU the run really ran on
+    assert "priced on H800 at $2/GPU-hour (the run&#39;s cost settings; it ran on H200)" in answer
+    assert "prefill (measured kernels)" in answer and "decode (modelled: roofline)" in answer
+    lead = html[html.index('class="lead"'):html.index("</p>", html.index('class="lead"'))]
+    assert "context 2K-64K, k = 2048, batch 1" in lead and "NVIDIA H200" in lead
+    assert TOKEN_COUNT_WITH_COMMAS.search(html) is None
+
+
+def test_cpu_report_subtitle_describes_the_cpu_sweep(smoke_run, tmp_path):
+    html = build_report(smoke_run, tmp_path).read_text()
+    lead = html[html.index('class="lead"'):html.index("</p>", html.index('class="lead"'))]
+    sw = load_run(smoke_run).meta["scenario"]["sweep"]
+    want = f"context {fmt_context(min(sw['context']))}-{fmt_context(max(sw['context']))}"
+    assert want in lead and "on the CPU" in lead
 
 
 @pytest.mark.skipif(find_chromium() is None,
                     reason="chromium is not installed (apt-get install -y chromium); CI installs it")
 def test_report_opens_in_chromium(smoke_run, gpu_report, tmp_path):
-    for index in (build_report(smoke_run, tmp_path / "reports"), gpu_report[1]):
-        rep = load_page(index, tmp_path / f"{index.parent.name}.png")
+    committed = build_report(COMMITTED_GPU_RUN, tmp_path / "committed")
+    for index in (build_report(smoke_run, tmp_path / "reports"), gpu_report[1], committed):
+        rep = load_page(index, tmp_path / f"{index.parent.name}.png", width=1280)
         assert rep.problems == [], rep.problems
+        assert rep.content_width <= 1280, f"{index}: the page is {rep.content_width} px wide at a 1280-px window"
         assert rep.images == len(image_sources(index)) >= 5
         shot = rep.screenshot.read_bytes()
         assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 50_000

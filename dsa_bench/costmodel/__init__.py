@@ -58,7 +58,9 @@ def apply_overrides(cfg: Any, gpu: Optional[str] = None, usd_per_hour: Optional[
             raise ValueError(f"--price: must be a positive, finite number of USD per GPU hour, at most "
                              f"{MAX_GPU_HOUR_USD:g}; got {usd_per_hour!r}")
         update["gpu_hour_usd"] = float(usd_per_hour)
-    return CostConfig.model_validate({**cfg.model_dump(), **update}) if update else cfg
+    # model_copy keeps model_fields_set: whether the scenario itself named a GPU stays known (a run is
+    # priced on its own GPU unless a GPU is asked for: api.cost_scenario)
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def as_cost_config(cost: Any) -> CostConfig:

@@ -4,7 +4,7 @@ cost model, write the run directory and its report.
 Run directory (results/<scenario>/<run-id>/): run.json (scenario, environment, status),
 quality_steps.csv (KL loss per step), quality_evals.csv (recall / overlap / output error per
 evaluation step, method and k), quality_summary.csv (the last evaluation with each k's cost),
-quality.png and summary.json. The report (reports/<scenario>/<run-id>/index.html) shows the plot and
+quality.png and summary.json. The report (the run directory's report/index.html) shows the plot and
 the tables.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _measured(cfg):
     return load_measured(cfg.measured_run) if cfg.measured_run else None
 
 
-def run_quality_scenario(scenario: Any, *, out: str | Path = "results", device: str = "cpu",
+def run_quality_scenario(scenario: Any, *, out: str | Path = "dsa-bench-runs", device: str = "cpu",
                          progress: Optional[Callable] = None, scenario_file: Optional[str] = None) -> Path:
     """Train, evaluate, price and write the run directory; returns it."""
     import torch
@@ -114,15 +114,18 @@ def quality_headline(res: dict[str, pd.DataFrame], cfg: QualityConfig) -> dict[s
     return out
 
 
-def write_quality_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
-    """reports/<scenario>/<run-id>/index.html: the headline, the plot and the tables."""
+def write_quality_report(run_dir: Path, out_root: Optional[Path] = None) -> Path:
+    """index.html (the headline, the plot and the tables) in OUT_ROOT/<scenario>/<run-id>/, or the run
+    directory's report/ without an OUT_ROOT (as for timing runs: dsa_bench.report.report_dir_for)."""
     from jinja2 import Environment, select_autoescape
 
+    from dsa_bench.report import REPORT_SUBDIR
     from dsa_bench.report.load import check_report_target, read_run_json, safe_name
 
     run_dir = Path(run_dir)
     meta = read_run_json(run_dir / "run.json")
-    final = check_report_target(Path(out_root) / safe_name(str(meta.get("scenario_name")), "scenario name")
+    final = check_report_target(run_dir / REPORT_SUBDIR if out_root is None else
+                                Path(out_root) / safe_name(str(meta.get("scenario_name")), "scenario name")
                                 / safe_name(str(meta.get("run_id")), "run id"), run_dir)
     with building_dir(final) as dest:  # renamed into place whole: never a half report
         shutil.copy(run_dir / "quality.png", dest / "quality.png")

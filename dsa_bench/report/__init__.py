@@ -1,7 +1,7 @@
 """Reports of runs: an HTML page with plots, scaling fits and the crossover; and run-to-run comparison.
 
 Entry points:
-  build_report(run_dir, out_root=Path("reports")) -> Path of reports/<scenario>/<run-id>/index.html
+  build_report(run_dir, out_root=None) -> Path of RUN_DIR/report/index.html (OUT_ROOT/<scenario>/<run-id>/ if given)
   compare_runs(run_a, run_b) -> DataFrame, one row per matching point with ratio and verdict
   compare_html(df, path) -> Path of an HTML page of that comparison
 
@@ -21,6 +21,7 @@ from typing import Any, Optional
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from dsa_bench.crossover import fmt_context
 from dsa_bench.report.compare import VERDICT_RULE, compare_runs, display_rows, regressions
 from dsa_bench.report.load import STAGE_LABELS, STAGES, Run, check_report_target, load_run, topk_label
 from dsa_bench.safe_io import building_dir, write_json, write_text
@@ -35,12 +36,20 @@ def _env() -> Environment:
                        trim_blocks=False, lstrip_blocks=False)
 
 
-def report_dir_for(run: Run, out_root: Path) -> Path:
+# A report's default place: beside the run's files, wherever the run is.
+REPORT_SUBDIR = "report"
+
+
+def report_dir_for(run: Run, out_root: Optional[Path]) -> Path:
+    """OUT_ROOT/<scenario>/<run-id>/ (how the committed reports/ tree is laid out), or, without an
+    OUT_ROOT, the run directory's report/."""
+    if out_root is None:
+        return run.dir / REPORT_SUBDIR
     return Path(out_root) / run.scenario_name / run.run_id
 
 
-def build_report(run_dir: Path, out_root: Path = Path("reports")) -> Path:
-    """Write reports/<scenario>/<run-id>/index.html and its PNGs; return the index.html path."""
+def build_report(run_dir: Path, out_root: Optional[Path] = None) -> Path:
+    """Write the report (index.html and its PNGs) into report_dir_for(run, out_root); return index.html."""
     run = load_run(Path(run_dir))
     final = check_report_target(report_dir_for(run, out_root), run.dir)
     # Built in a temporary folder beside the final one and renamed: an error (or a kill) never leaves a
@@ -70,7 +79,8 @@ def _write_report(run: Run, out: Path) -> None:
             entry.update(file=path.name, width=w, height=h)
         plot_entries.append(entry)
 
-    from dsa_bench.report.headline import headline_text, summary_json
+    from dsa_bench.report.answer import TOKENS_NOTE, answer_sentences, pricing_text
+    from dsa_bench.report.headline import CALL_LATENCY_LABEL, summary_json
 
     # A cost-model-only run (paper Figure 3) timed nothing: open with its cost figure, leave out
     # the sections that would only say "not available", and no "not GPU timings" banner.
@@ -94,17 +104,20 @@ def _write_report(run: Run, out: Path) -> None:
 
     html = _env().get_template("report.html.j2").render(
         scenario_name=run.scenario_name, run_id=run.run_id,
-        description=(run.meta.get("scenario") or {}).get("description", ""),
+        subtitle=subtitle(run),
         is_gpu=run.is_gpu, timing_note=run.meta.get("timing_note") or "", cost_only=cost_only,
         load_notes=run.notes + _gpu_kind_notes(run), findings=_findings(run, fits, cross),
-        headlines=[headline_text(h) for h in summary["headlines"]],
+        headlines=answer_sentences(summary), has_latency=bool(summary["headlines"]), tokens_note=TOKENS_NOTE,
+        call_latency_label=CALL_LATENCY_LABEL,
+        cost_pricing=pricing_text(summary["full_model_cost"]) if summary.get("full_model_cost") else "",
         scenario_rows=_scenario_rows(run), model_rows=_model_rows(run), env_rows=_env_rows(run),
         plots=plot_entries, ceilings_text=ceilings.explain(run.env.get("gpu_name"), run.device),
         cost_png=cost_png, **_paper_table(run),
         crossover_method=crossover_method,
         crossover_rows=_crossover_rows(cross), fit_rule=RULE, fit_rows=_fit_rows(fits),
         result_cols=RESULT_DISPLAY_COLS,
-        total_rows=_result_rows(run.results[run.results["stage"] == "total"]),
+        total_cols=[c for c in RESULT_DISPLAY_COLS if c != "stage"],
+        total_rows=_result_rows(run.results[run.results["stage"] == "total"], drop=("stage",)),
         stage_rows=_result_rows(run.results[run.results["stage"].isin(STAGES)]),
         run_dir=str(run.dir), version=__version__,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -154,7 +167,7 @@ def _paper_table(run: Run) -> dict[str, Any]:
         vals = [(f"{r['model_usd']:.4g}", f"{r['rel_err']:+.0%}")]
         if isinstance(model, list) and i < len(model):
             vals.append((f"{model[i]['model_usd']:.4g}", f"{model[i]['rel_err']:+.0%}"))
-        rows.append({"phase": r["phase"], "model": r["model"], "position": f"{int(r['position_tokens']):,}",
+        rows.append({"phase": r["phase"], "model": r["model"], "position": fmt_context(r["position_tokens"]) if r["position_tokens"] else "0",
                      "paper": f"{r['paper']:.4g}", "vals": vals})
     note = (f"USD per million tokens on {info.get('gpu')} at {info.get('gpu_hour_usd')} USD/GPU-hour; error = "
             "curve / paper - 1. The dense (V3.1-Terminus) curve is calibrated to the paper, so only the DSA "
@@ -181,6 +194,44 @@ def _num(v: Any, fmt: str) -> str:
     return "-" if not math.isfinite(f) else format(f, fmt)
 
 
+def _tokens(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return fmt_context(f) if math.isfinite(f) else "-"
+
+
+def _range_text(r: str) -> str:
+    """'8192-65536' (the CSV files' machine form) -> '8K-64K' (the page's notation)."""
+    try:
+        return "-".join(fmt_context(float(x)) for x in str(r).split("-"))
+    except ValueError:
+        return str(r)
+
+
+def subtitle(run: Run) -> str:
+    """What this run measured, from its resolved scenario (a CPU run's own sweep, not the GPU one its
+    scenario's description talks about)."""
+    s = run.meta.get("scenario") or {}
+    sw = s.get("sweep") or {}
+    model = s.get("model") or {}
+    name = model.get("name", "?") if isinstance(model, dict) else str(model)
+    if run.results.empty and run.cost_curves is not None:
+        return f"cost model only (nothing timed), {name}"
+    ctx = sorted(int(c) for c in sw.get("context") or [])
+    parts = [str(s.get("phase", "?"))]
+    if ctx:
+        parts.append("context " + (fmt_context(ctx[0]) if len(ctx) == 1 else f"{fmt_context(ctx[0])}-{fmt_context(ctx[-1])}"))
+    if sw.get("topk") and any(f == "dsa" for f in run.results.get("family", [])):
+        parts.append("k = " + ", ".join(map(str, sw["topk"])))
+    if sw.get("batch"):
+        parts.append("batch " + ", ".join(map(str, sw["batch"])))
+    parts.append(f"{name} model")
+    parts.append(f"on {run.env.get('gpu_name')}" if run.is_gpu else "on the CPU (the scenario's cpu: section)")
+    return ", ".join(parts)
+
+
 def _bytes(v: Any) -> str:
     from dsa_bench.report.plots import fmt_bytes
 
@@ -204,7 +255,7 @@ def _findings(run: Run, fits: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
             se = (" (uncertainty unknown)" if not math.isfinite(f["stderr"]) else
                   f" ± {f['stderr']:.2f}" if f["stderr"] >= 0.005 else " ± <0.01")
             out.append(f"{f['implementation']}{k} ({f['phase']}, batch {int(f['batch'])}): latency ∝ "
-                       f"L^{f['exponent']:.2f}{se} over contexts {f['context_range']}.")
+                       f"L^{f['exponent']:.2f}{se} over contexts {_range_text(f['context_range'])}.")
     r = run.results
     bad = r[(r["stage"] == "total") & r["status"].isin(["oom", "wrong", "error"])]
     if len(bad):
@@ -218,10 +269,11 @@ def _scenario_rows(run: Run) -> list[tuple[str, str]]:
     sw = s.get("sweep") or {}
     m = s.get("measure") or {}
     rows = [
-        ("name", s.get("name", run.scenario_name)), ("file", run.meta.get("scenario_file") or "-"),
+        ("name", s.get("name", run.scenario_name)), ("description (as written)", s.get("description") or "-"),
+        ("file", run.meta.get("scenario_file") or "-"),
         ("phase", s.get("phase", "-")), ("decode tokens", s.get("decode_tokens", "-")),
         ("implementations", ", ".join(s.get("implementations", []))),
-        ("context", ", ".join(map(str, sw.get("context", [])))), ("top-k", ", ".join(map(str, sw.get("topk", [])))),
+        ("context", ", ".join(map(fmt_context, sw.get("context", [])))), ("top-k", ", ".join(map(str, sw.get("topk", [])))),
         ("batch", ", ".join(map(str, sw.get("batch", [])))),
     ]
     if sw.get("zip"):
@@ -315,7 +367,7 @@ def _fit_rows(fits: pd.DataFrame) -> list[dict[str, str]]:
                     "batch": str(int(f["batch"])), "topk": topk_label(f["topk"]),
                     "exponent": f"{f['exponent']:.3f}",
                     "stderr": f"{f['stderr']:.3f}" if math.isfinite(f["stderr"]) else "unknown (2 points)",
-                    "n": f"{f['n_used']} / {f['n_total']}", "range": f["context_range"], "flag": f["flag"] or ""})
+                    "n": f"{f['n_used']} / {f['n_total']}", "range": _range_text(f["context_range"]), "flag": f["flag"] or ""})
     return out
 
 
@@ -340,7 +392,9 @@ def _gpu_kind_notes(run: Run) -> list[str]:
             "within one kind; the results table groups rows by the GPU that measured them."]
 
 
-def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+def _result_rows(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The results table's rows: one list of (text, is_number) cells per row, in RESULT_DISPLAY_COLS order
+    less the columns in `drop`."""
     rows = []
     multi = len(_gpu_kinds(df)) > 1
     keys = ["phase", "batch", "context", "implementation", "topk"]
@@ -364,13 +418,14 @@ def _result_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
             ref += f" [refinement round {r['refinement']}]"
         cells = [
             (r["implementation"] + ref, False), (r["stage"], False), (r["phase"], False),
-            (_num(r["batch"], ".0f"), True), (_num(r["context"], ".0f"), True), (topk_label(r["topk"]), True),
+            (_num(r["batch"], ".0f"), True), (_tokens(r["context"]), True), (topk_label(r["topk"]), True),
             (r["status"] + (" (throttled)" if str(r.get("throttled", "")).lower() == "true" else ""), False),
             (_num(r["latency_ms"], ".4g"), True), (iqr, True), (_num(r["samples"], ".0f"), True),
             (_num(r["tflops"], ".3g"), True), (_num(r["gbps"], ".4g"), True),
             (_num(r["usd_per_million_tokens"], ".3g"), True), (_bytes(r["peak_mem_bytes"]), True),
             (_bytes(r["kv_cache_bytes"]), True), (check, False), (r["reason"] or "", False),
         ]
+        cells = [c for name, c in zip(RESULT_DISPLAY_COLS, cells) if name not in drop]
         css = "bad" if r["status"] in ("oom", "wrong", "error") else ("skip" if r["status"] == "skipped" else "")
         rows.append({"cells": cells, "css": css})
     return rows

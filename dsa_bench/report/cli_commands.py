@@ -21,8 +21,15 @@ VERDICT_STYLE = {"faster": "green", "slower": "red", "broken": "bold red", "uncl
                  "fixed": "green", "only in A": "dim", "only in B": "dim", "not measured": "dim"}
 
 
-def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
-    """Write OUT/<scenario>/<run-id>/index.html for RUN_DIR; 0 on success, 2 when RUN_DIR is not a run, 1 on a failure."""
+def build_report_quietly(run_dir: Path, out: Optional[Path] = None) -> Optional[Path]:
+    """Write RUN_DIR's report (OUT/<scenario>/<run-id>/, or RUN_DIR/report/ when OUT is None); its
+    index.html, or None after printing why it failed (RunError: not a run; anything else: a report bug,
+    which must not look like a lost run when called at the end of `run`)."""
+    index, _ = _build(run_dir, out)
+    return index
+
+
+def _build(run_dir: Path, out: Optional[Path]) -> tuple[Optional[Path], int]:
     from dsa_bench.report import build_report
     from dsa_bench.report.load import RunError
 
@@ -30,12 +37,11 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
         if (Path(run_dir) / "quality_summary.csv").exists():  # a `phase: quality` run has its own report
             from dsa_bench.quality.run import write_quality_report
 
-            index = write_quality_report(Path(run_dir), Path(out))
-        else:
-            index = build_report(Path(run_dir), Path(out))
+            return write_quality_report(Path(run_dir), out), EXIT_OK
+        return build_report(Path(run_dir), out), EXIT_OK
     except RunError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return EXIT_BAD_INPUT
+        return None, EXIT_BAD_INPUT
     except OSError as e:
         from dsa_bench.errors import describe_os_error
 
@@ -43,10 +49,10 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
             err.print(f"[bold red]error:[/] cannot read the run: {escape(describe_os_error(e))}; the run directory "
                       "is incomplete or unreadable", highlight=False, soft_wrap=True)
         else:
-            err.print(f"[bold red]error:[/] cannot write the report under {escape(str(out))} "
+            err.print(f"[bold red]error:[/] cannot write the report under {escape(str(out or Path(run_dir) / 'report'))} "
                       f"({escape(describe_os_error(e))}); choose a writable reports directory (--out, or "
                       "--report-out of `run`); nothing was left half-written", highlight=False, soft_wrap=True)
-        return EXIT_BAD_INPUT
+        return None, EXIT_BAD_INPUT
     except Exception as e:  # noqa: BLE001 - called at the end of `run`: a report bug must not look like a lost run
         from dsa_bench import cli_boundary
 
@@ -55,9 +61,61 @@ def report_command(run_dir: Path, out: Path = Path("reports")) -> int:
         err.print(f"[bold red]the report of {escape(str(run_dir))} could not be written[/] "
                   f"({escape(type(e).__name__)}: {escape(str(e)[:300])}); the run's results are intact. Run "
                   "`dsa-bench --debug report RUN_DIR` for the traceback.", highlight=False, soft_wrap=True)
-        return EXIT_REPORT_FAILED
-    console.print(f"report: {index}", highlight=False, soft_wrap=True)
-    return EXIT_OK
+        return None, EXIT_REPORT_FAILED
+
+
+def report_command(run_dir: Path, out: Optional[Path] = None) -> int:
+    """Write the report of RUN_DIR (see build_report_quietly) and end with its answer; 0 on success,
+    2 when RUN_DIR is not a run, 1 on a failure."""
+    index, code = _build(run_dir, out)
+    if index is not None:
+        if (Path(run_dir) / "quality_summary.csv").exists():
+            from dsa_bench.report.answer import quality_sentences
+
+            print_sentences(quality_sentences(read_summary(Path(run_dir)) or {}), report=index)
+        else:
+            print_answer(read_summary(index.parent), report=index)
+    return code
+
+
+# --- the answer in the terminal ---------------------------------------------------------------------
+
+def read_summary(d: Path) -> Optional[dict]:
+    """summary.json of a run or report directory, or None when there is none (or it is unreadable)."""
+    import json
+
+    try:
+        data = json.loads((Path(d) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def print_answer(summary: Optional[dict], report: Optional[Path] = None) -> list[str]:
+    """End a command with its answer (report.answer's sentences, as the HTML answer box has them);
+    returns the sentences."""
+    from dsa_bench.report.answer import answer_sentences
+
+    sentences = answer_sentences(summary) if summary else []
+    cpu = bool(summary and summary.get("device") == "cpu" and summary.get("headlines"))
+    print_sentences(sentences, report=report, caveat="CPU timings, not GPU ones" if cpu else None)
+    return sentences
+
+
+def print_sentences(sentences: list[str], report: Optional[Path] = None, caveat: Optional[str] = None) -> None:
+    from dsa_bench.report.answer import TOKENS_NOTE
+
+    if report is not None:
+        console.print(f"report: {report}", highlight=False, soft_wrap=True)
+    if not sentences:
+        return
+    import textwrap
+
+    console.print(f"[bold]answer[/] ({TOKENS_NOTE}{'; ' + caveat if caveat else ''}):", highlight=False)
+    width = max(40, min(console.width, 120))
+    for line in sentences:
+        console.print(textwrap.fill(line, width, initial_indent="  - ", subsequent_indent="    "),
+                      markup=False, highlight=False, soft_wrap=True)
 
 
 def _inside(filename, folder: Path) -> bool:

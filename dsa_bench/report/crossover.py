@@ -44,12 +44,12 @@ def find_crossover(contexts: Sequence[float], dsa_ms: Sequence[float], dense_ms:
     c = crossing(contexts, dense_ms, dsa_ms, scale="log")
     if c.status == "insufficient":
         return Crossover(None, "insufficient", "no context where both DSA and a dense baseline were measured")
-    lo, hi = int(c.first), int(c.last)
+    lo, hi = fmt_context(c.first), fmt_context(c.last)
     if c.status == "always":
         return Crossover(None, "always_faster",
                          f"DSA is faster at every measured context ({lo}-{hi}): the crossover is below {lo}")
     if c.status == "never":
-        extra = f" (it is faster at {', '.join(str(int(w)) for w in c.wins)} only)" if c.wins else ""
+        extra = f" (it is faster at {', '.join(fmt_context(w) for w in c.wins)} only)" if c.wins else ""
         return Crossover(None, "never_faster",
                          f"DSA is not faster than dense at the largest measured context {hi}{extra}: "
                          f"no crossover within {lo}-{hi}")

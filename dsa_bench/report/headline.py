@@ -156,13 +156,14 @@ def _shares(run: Run, impl: str, phase: str, batch: int, context: int, topk) -> 
     return {s: float(st[s]) / total for s in STAGES if s in st.index} if total > 0 else None
 
 
-def headline_text(h: dict[str, Any]) -> str:
-    """One sentence for the report's first screen."""
+def headline_text(h: dict[str, Any], impl: Optional[str] = None) -> str:
+    """One sentence for the answer (report, terminal); `impl` names the DSA implementation(s) in place
+    of h['dsa_impl'] (the answer merges implementations whose sentences are otherwise the same)."""
     k = f", k = {h['topk']}" if h["topk"] != "-" else ""
-    parts = [f"{h['phase']} B = {h['batch']}{k}: {h['dsa_impl']} is {h['speedup']:.2f}x "
-             f"{'faster than' if h['speedup'] >= 1 else 'as fast as'} {h['dense_impl']} at {h['context']:,} tokens "
-             f"({h['dsa_ms']:.4g} vs {h['dense_ms']:.4g} ms)"]
-    parts.append(h["crossover"]["message"])
+    parts = [f"{h['phase']} B = {h['batch']}{k}: {impl or h['dsa_impl']} is {h['speedup']:.2f}x "
+             f"{'faster than' if h['speedup'] >= 1 else 'as fast as'} {h['dense_impl']} at "
+             f"{fmt_context(h['context'])} tokens ({h['dsa_ms']:.4g} vs {h['dense_ms']:.4g} ms)"]
+    parts.append(f"{CALL_LATENCY_LABEL}: {h['crossover']['message']}")
     if h["shares"]:
         sh = h["shares"]
         parts.append("DSA's stages there: " + ", ".join(f"{STAGE_LABELS[s]} {v:.0%}" for s, v in sh.items()))
@@ -173,16 +174,26 @@ def headline_text(h: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+# What the measured crossover answers, said beside it (the full model's cost crossover answers another question).
+CALL_LATENCY_LABEL = "latency of this attention call (measured)"
+
+
 def _finite(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
         return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.generic):  # numpy scalars: JSON numbers, not strings
+        return _finite(x.item())
     return x
 
 
 def summary_json(run: Run) -> dict[str, Any]:
     """Machine-readable headlines (summary.json)."""
+    from dsa_bench.report.fullcost import full_model_cost
+
     return {"scenario": run.scenario_name, "run_id": run.run_id, "device": run.device,
             "gpu": run.env.get("gpu_name"), "commit": (run.env.get("git") or {}).get("commit"),
-            "headlines": [_finite(h) for h in headlines(run)]}
+            "headlines": [_finite(h) for h in headlines(run)], "full_model_cost": _finite(full_model_cost(run))}

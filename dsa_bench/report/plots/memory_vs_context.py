@@ -51,6 +51,25 @@ def peak_series(pb: pd.DataFrame, ks: list[int]) -> list[tuple[str, object, pd.D
     return out
 
 
+LINESTYLES = ["-", ":", "-.", (0, (3, 1, 1, 1, 1, 1))]  # never "--": the KV-cache lines are dashed
+SAME_BYTES = 0.01  # relative difference below which two series' peaks are drawn as meeting
+
+
+def coinciding(series: list[tuple[str, object, pd.DataFrame]]) -> dict[int, str]:
+    """index -> name of an earlier series that has the same peak bytes (within SAME_BYTES) at one or more
+    shared contexts: the legend says so, since one line lies on the other there."""
+    out: dict[int, str] = {}
+    for i, (_, _, s) in enumerate(series):
+        a = s.groupby("context")["peak_mem_bytes"].max()
+        for impl, k, t in series[:i]:
+            b = t.groupby("context")["peak_mem_bytes"].max()
+            j = a.index.intersection(b.index)
+            if len(j) and (abs(a.loc[j] / b.loc[j] - 1) < SAME_BYTES).any():
+                out[i] = impl + (f" k={topk_label(k)}" if t["family"].iloc[0] == "dsa" else "")
+                break
+    return out
+
+
 def is_576(run: Run) -> bool:
     m = (run.meta.get("scenario") or {}).get("model") or {}
     if not isinstance(m, dict):
@@ -96,14 +115,19 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
                             ha="right", va="bottom", fontsize=8.5,
                             bbox=dict(boxstyle="round,pad=0.25", fc="white", ec="#cccccc"))
         pb = peak[peak["batch"] == batch]
-        dsa_i = {n: i for i, n in enumerate(dict.fromkeys(pb.loc[pb["family"] == "dsa", "implementation"]))}
-        for impl, k, s in peak_series(pb, ks):
+        series = peak_series(pb, ks)
+        same = coinciding(series)
+        for i, (impl, k, s) in enumerate(series):
             dsa = s["family"].iloc[0] == "dsa"
             color = kcolor[int(k)] if dsa else colors[impl]
-            marker = st.MARKERS[(dsa_i[impl] + 1) % len(st.MARKERS)] if dsa else "o"
             kl = f" k={topk_label(k)}" if dsa else ""
-            ax.plot(s["context"], s["peak_mem_bytes"], marker=marker, ms=4.5, color=color, lw=1.5,
-                    label=f"peak memory, {impl}{kl}{ref_suffix(run.results, impl)}")
+            # Each series its own marker and line style, drawn thinner and hollow over the earlier ones:
+            # where two series have the same bytes, both stay visible.
+            ax.plot(s["context"], s["peak_mem_bytes"], marker=st.MARKERS[i % len(st.MARKERS)],
+                    ms=max(3.5, 7 - 1.2 * i), mfc="white" if i else color, mew=1.3, color=color,
+                    lw=max(1.0, 2.6 - 0.5 * i), ls=LINESTYLES[i % len(LINESTYLES)], zorder=3 + i,
+                    label=f"peak memory, {impl}{kl}{ref_suffix(run.results, impl)}"
+                          + (f" (where it meets {same[i]}: same bytes)" if i in same else ""))
         oom = r[(r["status"] == "oom") & (r["batch"] == batch)]
         for impl in dict.fromkeys(oom["implementation"]):
             o = oom[oom["implementation"] == impl]

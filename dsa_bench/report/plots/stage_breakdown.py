@@ -170,7 +170,7 @@ def build(run: Run, notes: Optional[list[str]] = None) -> Optional[Figure]:
                    "timed separately, and the remainder (launch / host / other = whole call minus the stages); "
                    "the whole call's median latency is written above the bar")
     if clipped_any:
-        st.note(notes, "at L = " + ", ".join(f"{c:,}" for c in sorted(set(clipped_any))) + " (marked *) the "
+        st.note(notes, "at L = " + ", ".join(st.fmt_tokens(c) for c in sorted(set(clipped_any))) + " (marked *) the "
                        "separately timed stages sum to more than the whole call: the remainder is clipped at 0 "
                        "and the bar shows shares of the stage sum")
     if untimed_any:
