@@ -26,7 +26,6 @@ from dsa_bench.report.plots import (
     stage_breakdown,
 )
 from dsa_bench.report.plots._data import HEADLINE_K, headline_k, phase_kind, pick_keeping, pick_topks
-from dsa_bench.report.plots import _style as st
 from dsa_bench.report.plots._style import STAGE_COLORS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -71,7 +71,7 @@ def compare_loaded(a: Run, b: Run, noise: float = NOISE) -> pd.DataFrame:
         row["family"] = x["family_a"] if isinstance(x["family_a"], str) else x["family_b"]
         for s in ("a", "b"):
             row[f"status_{s}"] = x[f"status_{s}"] if isinstance(x[f"status_{s}"], str) else ""
-            row[f"median_a" if s == "a" else "median_b"] = x[f"latency_ms_{s}"]
+            row["median_a" if s == "a" else "median_b"] = x[f"latency_ms_{s}"]
             row[f"q1_{s}"] = x[f"latency_ms_q1_{s}"]
             row[f"q3_{s}"] = x[f"latency_ms_q3_{s}"]
         row["ratio"] = math.nan

@@ -28,7 +28,6 @@ T = 32K, 190-228 TFLOP/s; dense decode 270-277 TFLOP/s. What limits it, measured
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import triton
