@@ -246,8 +246,8 @@ def test_committed_gpu_report_tells_one_story(tmp_path):
     # dsa-deployed ran the same sparse form as dsa-triton at 64K: one bullet, not two identical ones
     assert answer.count("<li>") == 2 and "dsa-deployed and dsa-triton (the same here) are 1.30x faster" in answer
     assert "latency of this attention call (measured)" in answer and "cost per token of the full model" in answer
-    # priced on H800 by the run's cost settings: said, with the GPU the run really ran on
-    assert "priced on H800 at $2/GPU-hour (the run&#39;s cost settings; it ran on H200)" in answer
+    # re-priced with `dsa-bench cost RUN`: on the GPU the run ran on, and it says so
+    assert "priced on H200 (this run&#39;s GPU) at $2/GPU-hour" in answer
     assert "prefill (measured kernels)" in answer and "decode (modelled: roofline)" in answer
     lead = html[html.index('class="lead"'):html.index("</p>", html.index('class="lead"'))]
     assert "context 2K-64K, k = 2048, batch 1" in lead and "NVIDIA H200" in lead
