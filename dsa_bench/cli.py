@@ -93,6 +93,9 @@ def list_(long: bool = typer.Option(False, "--long", "-l", help="tables with eve
         for title, names in (("implementations", list(REGISTRY)), ("model presets", list(PRESETS)),
                              (f"scenarios ({SCENARIO_DIR})", scenarios)):
             console.print(f"[bold]{title}:[/] " + ", ".join(names), highlight=False, soft_wrap=False)
+        from dsa_bench.peers.status import summary_line
+
+        console.print(summary_line(), highlight=False, markup=False)
         console.print("details: dsa-bench list --long", style="dim", highlight=False)
         return
 
@@ -103,8 +106,11 @@ def list_(long: bool = typer.Option(False, "--long", "-l", help="tables with eve
         t.add_row(impl.name, impl.family, impl.backend, ",".join(sorted(impl.phases)),
                   "yes" if impl.baseline else "", impl.description)
     console.print(t)
-    console.print("backend 'production': the kernels DeepSeek-V3.2 is served with, timed when present; "
-                  "`dsa-bench peers` says which are available here.", highlight=False)
+    from dsa_bench.peers.status import summary_line
+
+    console.print("backend 'production': the kernels DeepSeek-V3.2 is served with, timed when present.",
+                  highlight=False)
+    console.print(summary_line(), highlight=False, markup=False)
     t = Table(title="model presets")
     for col in ("name", "heads", "latent (kv_lora + rope)", "MHA qk / v", "indexer heads x dim"):
         t.add_column(col)

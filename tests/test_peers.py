@@ -277,3 +277,16 @@ def test_peers_command_reports_and_refuses_bad_input(tmp_path):
     (tmp_path / "bad.whl").write_bytes(b"not a zip")
     r = CliRunner().invoke(app, ["peers", "extract", str(tmp_path / "bad.whl"), str(tmp_path / "o")])
     assert r.exit_code == 2 and "error" in r.output
+
+
+def test_list_says_which_production_peers_are_available(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dsa_bench.cli import app
+
+    r = CliRunner().invoke(app, ["list"], env={"COLUMNS": "300"})
+    assert r.exit_code == 0
+    assert "production peers: not available for dense-fa3" in r.output and "no vLLM install" in r.output
+    monkeypatch.setenv(libraries.ENV_DIR, str(fake_vllm(tmp_path, torch_pin="0.0.1")))
+    r = CliRunner().invoke(app, ["list"], env={"COLUMNS": "300"})
+    assert "found for dense-flashmla" in r.output and "not available for dense-fa3, dsa-production" in r.output
