@@ -44,17 +44,9 @@ def implementation_states(states: list[LibraryState]) -> list[tuple[str, tuple[s
 
 
 def summary_line() -> str:
-    """One line for `dsa-bench list`: which production implementations could run here, and the first
-    reason for those that cannot (found from files alone; a CUDA sm_90 GPU is needed besides)."""
+    """One short line for `dsa-bench list`: which production implementations could run here (found
+    from files alone; a CUDA sm_90 GPU is needed besides); `dsa-bench peers` says why the others not."""
     rows = implementation_states(library_states(load=False))
     ready = [name for name, _, why in rows if why is None]
-    missing = [(name, why) for name, _, why in rows if why is not None]
-    parts = []
-    if ready:
-        parts.append("found for " + ", ".join(ready))
-    if missing:
-        # "Library: reason; what to do" -> the reason, when every missing one has the same
-        reasons = {why.split(": ", 1)[-1].split(";")[0] for _, why in missing}
-        reason = f" ({reasons.pop()})" if len(reasons) == 1 else ""
-        parts.append(f"not available for {', '.join(n for n, _ in missing)}{reason}")
-    return "production peers: " + "; ".join(parts) + "; `dsa-bench peers` says why, library by library"
+    found = ("found for " + ", ".join(ready)) if ready else "none found here"
+    return f"production peers: {found} (why not: dsa-bench peers)"
