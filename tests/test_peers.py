@@ -94,16 +94,19 @@ def test_standalone_package_is_preferred_and_checked(tmp_path, monkeypatch):
     (site / "deep_gemm").mkdir(parents=True)
     (site / "deep_gemm" / "__init__.py").write_text("def fp8_mqa_logits(*a): pass\n")
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.delitem(sys.modules, "deep_gemm", raising=False)
-    lib = libraries.deep_gemm()
-    assert not lib.ok and "lacks fp8_paged_mqa_logits" in lib.reason
-    (site / "deep_gemm" / "__init__.py").write_text(
-        "__version__ = '2.5.0'\n" + "".join(f"def {n}(*a): pass\n" for n in libraries.DEEP_GEMM_NEEDS))
-    monkeypatch.delitem(sys.modules, "deep_gemm", raising=False)
-    libraries.reset()
-    lib = libraries.deep_gemm()
-    assert lib.ok and lib.source == "package deep_gemm 2.5.0"
-    assert libraries.loaded()["deep_gemm"]["ok"] is True
+    sys.modules.pop("deep_gemm", None)
+    try:
+        lib = libraries.deep_gemm()
+        assert not lib.ok and "lacks fp8_paged_mqa_logits" in lib.reason
+        (site / "deep_gemm" / "__init__.py").write_text(
+            "__version__ = '2.5.0'\n" + "".join(f"def {n}(*a): pass\n" for n in libraries.DEEP_GEMM_NEEDS))
+        sys.modules.pop("deep_gemm", None)
+        libraries.reset()
+        lib = libraries.deep_gemm()
+        assert lib.ok and lib.source == "package deep_gemm 2.5.0"
+        assert libraries.loaded()["deep_gemm"]["ok"] is True
+    finally:  # the fake package must not outlive the test (later tests locate deep_gemm)
+        sys.modules.pop("deep_gemm", None)
 
 
 # --- op schemas ------------------------------------------------------------------------------------
