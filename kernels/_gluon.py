@@ -1,6 +1,6 @@
 """Compiling Gluon kernels for Hopper (sm_90) without a GPU: what CI does to check that each Gluon
 kernel still builds, fits its shared-memory and register budgets, and keeps the instructions it is
-designed around (they cannot run in the Triton interpreter).
+designed around (they cannot run in the Triton interpreter); and the ring barriers they share.
 
 Compile in a process without TRITON_INTERPRET=1: with it set when Triton is imported, Triton's own
 @jit helpers (gl.max's combine function, ...) become interpreter functions a compile cannot call.
@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import mbarrier
 
 SM90 = ("cuda", 90, 32)
 
@@ -61,3 +65,23 @@ def write_compiled(compiled: dict[str, Compiled], out_dir) -> None:
         (out / f"{name}.ptx").write_text(c.ptx)
         (out / f"{name}.ttgir").write_text(c.ttgir)
         (out / f"{name}.json").write_text(json.dumps({"shared_bytes": c.shared_bytes, "num_warps": c.num_warps}))
+
+
+
+@gluon.jit
+def ring_barriers(STAGES: gl.constexpr, PRODUCER_THREADS: gl.constexpr):
+    """(full, empty) mbarriers for each stage of a producer/consumer ring: `full` completes when every
+    producer thread's copies have landed; `empty` when the consumer (one arrival) released the stage."""
+    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(full.index(i), count=PRODUCER_THREADS)
+        mbarrier.init(empty.index(i), count=1)
+    return full, empty
+
+
+@gluon.jit
+def release_ring_barriers(full, empty, STAGES: gl.constexpr):
+    for i in gl.static_range(STAGES):
+        mbarrier.invalidate(full.index(i))
+        mbarrier.invalidate(empty.index(i))

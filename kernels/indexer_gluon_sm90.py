@@ -23,12 +23,15 @@ import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
+
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared,
     mbarrier,
     warpgroup_mma,
     warpgroup_mma_wait,
 )
+
+from kernels._gluon import release_ring_barriers, ring_barriers
 
 ENV_SWITCH = "DSA_BENCH_INDEXER_GLUON"
 # Registers: a partition is granted them per warpgroup, so the producer takes 4 warps (more issue
@@ -109,11 +112,7 @@ def indexer_fwd_kernel(
     sl: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=bits, rank=2)
     k_smem = gl.allocate_shared_memory(dtype, [BLOCK_T, DI], sl)
     q_ring = gl.allocate_shared_memory(dtype, [STAGES, HI, DI], sl)
-    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(full.index(i), count=PRODUCER_WARPS * 32)  # every producer thread arrives
-        mbarrier.init(empty.index(i), count=1)
+    full, empty = ring_barriers(STAGES, PRODUCER_WARPS * 32)
 
     # The key tile and its scales, once, by the whole program before the partitions fork.
     elems: gl.constexpr = 128 // bits
@@ -132,9 +131,7 @@ def indexer_fwd_kernel(
         (_queries, (Q, stride_qb, stride_qs, stride_qh, b, s0, S, q_ring, full, empty, HI, DI, S_PER_PROG, STAGES,
                     PRODUCER_WARPS)),
     ], [4, PRODUCER_WARPS], [CONSUMER_REGS, PRODUCER_REGS])
-    for i in gl.static_range(STAGES):
-        mbarrier.invalidate(full.index(i))
-        mbarrier.invalidate(empty.index(i))
+    release_ring_barriers(full, empty, STAGES)
 
 
 def supports(q: torch.Tensor, k: torch.Tensor) -> bool:

@@ -25,12 +25,15 @@ import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
+
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared,
     mbarrier,
     warpgroup_mma,
     warpgroup_mma_wait,
 )
+
+from kernels._gluon import release_ring_barriers, ring_barriers
 
 ENV_SWITCH = "DSA_BENCH_MHA_GLUON"
 CONFIG = dict(BLOCK_M=128, BLOCK_N=128, STAGES=2, num_warps=8, PRODUCER_WARPS=4, PRODUCER_REGS=56)
@@ -127,11 +130,7 @@ def mha_fwd_kernel(
     ka_ring = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D_A], sl)
     kb_ring = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D_B], sl)
     v_ring = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D_V], sl)
-    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(full.index(i), count=PRODUCER_WARPS * 32)
-        mbarrier.init(empty.index(i), count=1)
+    full, empty = ring_barriers(STAGES, PRODUCER_WARPS * 32)
 
     ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
     rows = m0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, ld_l))
@@ -151,9 +150,7 @@ def mha_fwd_kernel(
         (_producer, (k_base, v_base, stride_kt, stride_vt, hi, T, ka_ring, kb_ring, v_ring, full, empty,
                      D_A, D_B, D_V, BLOCK_N, STAGES, PRODUCER_WARPS)),
     ], [PRODUCER_WARPS], [PRODUCER_REGS])
-    for i in gl.static_range(STAGES):
-        mbarrier.invalidate(full.index(i))
-        mbarrier.invalidate(empty.index(i))
+    release_ring_barriers(full, empty, STAGES)
 
     o_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[num_warps, 1],
                                                   instr_shape=[16, D_V, 16])

@@ -36,12 +36,15 @@ import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
+
 from triton.experimental.gluon.language.nvidia.hopper import (
     fence_async_shared,
     mbarrier,
     warpgroup_mma,
     warpgroup_mma_wait,
 )
+
+from kernels._gluon import release_ring_barriers, ring_barriers
 
 ENV_SWITCH = "DSA_BENCH_MLA_GLUON"
 CONFIG = dict(BLOCK_H=64, BLOCK_N=64, STAGES=2, num_warps=8, PRODUCER_WARPS=4, PRODUCER_REGS=56)
@@ -166,11 +169,7 @@ def mla_fwd_kernel(
     qr_smem = gl.allocate_shared_memory(dtype, [BLOCK_H, D_ROPE], q_sl)
     kn_ring = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D_V], q_sl)
     kr_ring = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, D_ROPE], q_sl)
-    full = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(full.index(i), count=PRODUCER_WARPS * 32)
-        mbarrier.init(empty.index(i), count=1)
+    full, empty = ring_barriers(STAGES, PRODUCER_WARPS * 32)
 
     # Q's head block into shared memory once, by the whole program, before the partitions fork.
     ld_l: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [num_warps, 1], [1, 0])
@@ -192,9 +191,7 @@ def mla_fwd_kernel(
                      D_V, D_ROPE, BLOCK_N, STAGES, GATHER, PRODUCER_WARPS)),
     ], [PRODUCER_WARPS], [PRODUCER_REGS])
 
-    for i in gl.static_range(STAGES):
-        mbarrier.invalidate(full.index(i))
-        mbarrier.invalidate(empty.index(i))
+    release_ring_barriers(full, empty, STAGES)
 
     o_l: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 2], instr_shape=[16, 256, 16])
     row_o: gl.constexpr = gl.SliceLayout(1, o_l)
